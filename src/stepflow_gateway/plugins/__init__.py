@@ -1,0 +1,1 @@
+"""Component sources. Every source, built in or third party, is a plugin (see ``base``)."""

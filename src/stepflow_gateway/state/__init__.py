@@ -1,0 +1,1 @@
+"""Persistence: blobs (data and flows), runs, items and step results."""
