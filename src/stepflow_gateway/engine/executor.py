@@ -1,0 +1,446 @@
+"""One run of one flow over one or more input items: lazy, parallel, re-evaluated as steps finish.
+
+Owns flow-format.md §7–9: which steps are needed (only what the output and ``mustExecute`` steps
+need), starting them as soon as their inputs resolve, ``skipIf``/``depends_on``, ``onError``
+policies, and the shape of step failures.
+
+Scheduling is a worklist, not recursion (chains of thousands of steps), and each waiting expression
+keeps a count of the steps it still waits for, so a completion costs O(its waiters): linear in the
+flow size overall. Components that need no I/O (``execute_inline``) run synchronously inside the
+worklist; everything else runs as a task in the run's task group and re-enters the worklist when it
+completes. All state is touched from the event-loop thread only, so there are no locks.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import structlog
+
+from ..errors import GatewayError, RoutingError
+from ..flow.expr import EvalScope, Failed, Pending, Skipped, is_truthy
+from ..flow.model import Flow, Step
+from ..plugins.base import ExecutionContext
+from .inputs import InputChecker, resolve_variables
+from .result import FlowResult, ResultError
+
+__all__ = ["Dispatch", "Plan", "RunExecution", "StepEvent"]
+
+log = structlog.get_logger(__name__)
+
+# step states
+NEW, DEMANDED, WAITING, RUNNING, DONE = 0, 1, 2, 3, 4
+OUTPUT = -1
+
+
+def rust_debug_str(s: str) -> str:
+    """A string quoted the way Rust's ``{:?}`` quotes it (for ``step "<id>" failed``)."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class Plan:
+    """Everything about a flow that does not change between runs; built once per flow."""
+
+    __slots__ = ("flow", "flow_id", "steps", "index", "roots", "input_checker", "_route_cache")
+
+    def __init__(self, flow: Flow) -> None:
+        self.flow = flow
+        self.flow_id = flow.flow_id
+        self.steps: list[Step] = flow.steps
+        self.index: dict[str, int] = {}
+        for i, s in enumerate(flow.steps):
+            self.index.setdefault(s.id, i)
+        self.roots = [i for i, s in enumerate(flow.steps) if s.must_execute]
+        schema = flow.input_schema
+        self.input_checker = InputChecker(schema, flow.schemas) if isinstance(schema, dict) else None
+        self._route_cache: list[Any] = [None] * len(flow.steps)
+
+
+@dataclass(slots=True)
+class Dispatch:
+    """How the executor reaches components: the router, the started plugins, the callback API."""
+
+    router: Any
+    plugins: dict[str, Any]
+    runtime: Any
+    default_backoff: Any = None
+
+
+@dataclass(slots=True)
+class StepEvent:
+    """A progress event: ``step_started`` | ``step_completed`` | ``item_completed`` | ``run_completed``."""
+
+    kind: str
+    run_id: str
+    item_index: int = 0
+    step_id: str | None = None
+    result: FlowResult | None = None
+    at: float = 0.0
+
+
+class ItemState(EvalScope):
+    __slots__ = (
+        "item_index", "state", "wait_count", "waiters", "result", "started", "finished",
+    )
+
+    def __init__(self, item_index: int, input: Any, variables: dict[str, Any], plan: Plan) -> None:
+        super().__init__(input, {}, variables, plan.index)
+        n = len(plan.steps)
+        self.item_index = item_index
+        self.state = [NEW] * n
+        self.wait_count: dict[int, int] = {}
+        self.waiters: dict[int, list[int]] = {}
+        self.result: FlowResult | None = None
+        self.started: list[float] = [0.0] * n
+        self.finished: list[float] = [0.0] * n
+
+
+def outcome_to_result(outcome: Any) -> FlowResult:
+    t = type(outcome)
+    if t is Failed:
+        return FlowResult("failed", None, outcome.error)
+    if t is Skipped:
+        return FlowResult("skipped", None, None, outcome.reason)
+    return FlowResult("success", outcome)
+
+
+def result_to_outcome(result: FlowResult) -> Any:
+    if result.outcome == "success":
+        return result.result
+    if result.outcome == "failed":
+        return Failed(result.error or ResultError(500, "failed"))
+    return Skipped(result.reason)
+
+
+def component_failure(step: Step, local: str, exc: BaseException) -> Failed:
+    """``failed {500, 'step "<id>" failed', data: {stack}}`` for a component or plugin error."""
+    attachments = [f"Component: {local}", f"Component execution failed for step '{step.id}'"]
+    below: list[dict[str, Any]]
+    if isinstance(exc, GatewayError):
+        attachments.extend(getattr(exc, "attachments", []) or [])
+        below = list(getattr(exc, "stack", None) or [{"error": exc.message}])
+    else:
+        below = [{"error": f"{type(exc).__name__}: {exc}"}]
+    message = f"step {rust_debug_str(step.id)} failed"
+    stack = [{"error": message, "attachments": attachments}, *below]
+    return Failed(ResultError(500, message, {"stack": stack}))
+
+
+class RunExecution:
+    """The mutable state of one run. ``await execute()`` returns one ``FlowResult`` per item."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        inputs: list[Any],
+        dispatch: Dispatch,
+        *,
+        run_id: str,
+        root_run_id: str | None = None,
+        variables: dict[str, Any] | None = None,
+        max_concurrency: int | None = None,
+        listener: Callable[[StepEvent], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.inputs = inputs
+        self.dispatch = dispatch
+        self.run_id = run_id
+        self.root_run_id = root_run_id or run_id
+        self.variables = resolve_variables(plan.flow.variables_schema, variables)
+        self.limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
+        self.listener = listener
+        self.items: list[ItemState] = []
+        self.cancelled = False
+        self._tg: Any = None
+        self._scope: anyio.CancelScope | None = None
+
+    # ---------------------------------------------------------------------------------------
+    async def execute(self) -> list[FlowResult]:
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self._scope = tg.cancel_scope
+            for i, item in enumerate(self.inputs):
+                self._start_item(i, item)
+        results: list[FlowResult] = []
+        for item in self.items:
+            if item.result is None:
+                item.result = (
+                    FlowResult.failed(500, "Run was cancelled")
+                    if self.cancelled
+                    else FlowResult.failed(500, "Flow output could not be completed")
+                )
+            results.append(item.result)
+        if self.listener is not None:
+            self.listener(StepEvent("run_completed", self.run_id, at=time.time()))
+        return results
+
+    def cancel(self) -> None:
+        """Cancel every step in flight; unfinished items end as cancelled."""
+        self.cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
+
+    # ---------------------------------------------------------------------------------------
+    def _start_item(self, index: int, raw_input: Any) -> None:
+        plan = self.plan
+        value = raw_input
+        if plan.input_checker is not None:
+            checked = plan.input_checker.check(raw_input)
+            if type(checked) is FlowResult:
+                item = ItemState(index, raw_input, self.variables, plan)
+                self.items.append(item)
+                self._set_item_result(item, checked)
+                return
+            value = checked
+        item = ItemState(index, value, self.variables, plan)
+        self.items.append(item)
+        work: list[int] = [OUTPUT]
+        for r in plan.roots:
+            item.state[r] = DEMANDED
+            work.append(r)
+        self._drive(item, work)
+
+    def _set_item_result(self, item: ItemState, result: FlowResult) -> None:
+        item.result = result
+        if self.listener is not None:
+            self.listener(StepEvent("item_completed", self.run_id, item.item_index, None, result, time.time()))
+
+    def _drive(self, item: ItemState, work: list[int]) -> None:
+        steps = self.plan.steps
+        index = self.plan.index
+        state = item.state
+        while work:
+            w = work.pop()
+            if w == OUTPUT:
+                if item.result is not None:
+                    continue
+                r = self.plan.flow.output.eval(item)
+                if type(r) is Pending:
+                    self._wait(item, OUTPUT, r.needs, work)
+                else:
+                    self._set_item_result(item, outcome_to_result(r))
+                continue
+            st = state[w]
+            if st != DEMANDED and st != WAITING:
+                continue
+            step = steps[w]
+            pre = self._prepare(item, step)
+            t = type(pre)
+            if t is Pending:
+                self._wait(item, w, pre.needs, work)
+                continue
+            if t is Failed or t is Skipped:
+                self._finish(item, w, pre, work)
+                continue
+            # ready: route and run
+            state[w] = RUNNING
+            item.started[w] = time.time()
+            if self.listener is not None:
+                self.listener(StepEvent("step_started", self.run_id, item.item_index, step.id, None, item.started[w]))
+            route = self._route(w, step, pre)
+            if type(route) is Failed:
+                self._finish(item, w, route, work)
+                continue
+            plugin, local = route
+            inline = getattr(plugin, "execute_inline", None)
+            if inline is not None and step.on_error.action != "retry":
+                ctx = self._context(item, step, 1)
+                try:
+                    res = inline(local, pre, ctx)
+                except GatewayError as exc:
+                    res = component_failure(step, local, exc)
+                except Exception as exc:  # a plugin bug must not take the run down
+                    log.exception("plugin raised", step_id=step.id, component=step.component)
+                    res = component_failure(step, local, exc)
+                if res is not None:
+                    outcome = res if type(res) is Failed else result_to_outcome(res)
+                    if type(outcome) is Failed and step.on_error.action == "useDefault":
+                        outcome = step.on_error.default_value if step.on_error.has_default else None
+                    self._finish(item, w, outcome, work)
+                    continue
+            self._tg.start_soon(self._run_step, item, w, step, plugin, local, pre)
+        del index
+
+    def _wait(self, item: ItemState, waiter: int, needs: list[str], work: list[int]) -> None:
+        index = self.plan.index
+        state = item.state
+        uniq = dict.fromkeys(needs)
+        item.wait_count[waiter] = len(uniq)
+        if waiter != OUTPUT:
+            state[waiter] = WAITING
+        for sid in uniq:
+            n = index[sid]
+            lst = item.waiters.get(n)
+            if lst is None:
+                item.waiters[n] = [waiter]
+            else:
+                lst.append(waiter)
+            if state[n] == NEW:
+                state[n] = DEMANDED
+                work.append(n)
+
+    def _finish(self, item: ItemState, i: int, outcome: Any, work: list[int]) -> None:
+        step = self.plan.steps[i]
+        item.state[i] = DONE
+        item.results[step.id] = outcome
+        item.finished[i] = time.time()
+        if self.listener is not None:
+            self.listener(
+                StepEvent("step_completed", self.run_id, item.item_index, step.id, outcome_to_result(outcome),
+                          item.finished[i])
+            )
+        waiters = item.waiters.pop(i, None)
+        if waiters:
+            wc = item.wait_count
+            for w in waiters:
+                c = wc[w] - 1
+                wc[w] = c
+                if c == 0:
+                    work.append(w)
+
+    def _prepare(self, item: ItemState, step: Step) -> Any:
+        """Evaluate ``skipIf``, ``depends_on`` and the input: Pending, Failed, Skipped or the input."""
+        if step.skip_if is not None:
+            c = step.skip_if.eval(item)
+            tc = type(c)
+            if tc is Pending:
+                return c
+            if tc is Failed:
+                return c
+            if is_truthy(c):
+                return Skipped("skipIf condition is true")
+        if step.depends_on:
+            needs: list[str] = []
+            for dep in step.depends_on:
+                v = item.results.get(dep, _MISSING)
+                if v is _MISSING:
+                    needs.append(dep)
+                    continue
+                tv = type(v)
+                if tv is Failed:
+                    return v
+                if tv is Skipped:
+                    return Skipped(f"dependency {dep} was skipped")
+            if needs:
+                return Pending(needs)
+        return step.input.eval(item)
+
+    def _route(self, i: int, step: Step, input: Any) -> Any:
+        cache = self.plan._route_cache
+        cached = cache[i]
+        if cached is not None and cached[0] is self.dispatch:
+            return cached[1]
+        router = self.dispatch.router
+        try:
+            plugin_name, local = router.resolve(step.component, input)
+            plugin = self.dispatch.plugins.get(plugin_name)
+            if plugin is None:
+                raise RoutingError(f"Plugin '{plugin_name}' is not available for component: {step.component}")
+        except GatewayError as exc:
+            return component_failure(step, step.component, exc)
+        route = (plugin, local)
+        if not router.needs_input(step.component):
+            cache[i] = (self.dispatch, route)
+        return route
+
+    def _context(self, item: ItemState, step: Step, attempt: int) -> ExecutionContext:
+        return ExecutionContext(
+            runtime=self.dispatch.runtime,
+            run_id=self.run_id,
+            flow_id=self.plan.flow_id,
+            step_id=step.id,
+            item_index=item.item_index,
+            attempt=attempt,
+            root_run_id=self.root_run_id,
+        )
+
+    async def _run_step(self, item: ItemState, i: int, step: Step, plugin: Any, local: str, input: Any) -> None:
+        outcome = await self._call(item, step, plugin, local, input)
+        work: list[int] = []
+        self._finish(item, i, outcome, work)
+        self._drive(item, work)
+
+    async def _call(self, item: ItemState, step: Step, plugin: Any, local: str, input: Any) -> Any:
+        policy = step.on_error
+        attempt = 1
+        while True:
+            ctx = self._context(item, step, attempt)
+            try:
+                if self.limiter is not None:
+                    async with self.limiter:
+                        res = await plugin.execute(local, input, ctx)
+                else:
+                    res = await plugin.execute(local, input, ctx)
+                outcome = result_to_outcome(res)
+            except GatewayError as exc:
+                outcome = component_failure(step, local, exc)
+            except Exception as exc:
+                log.exception("plugin raised", step_id=step.id, component=step.component)
+                outcome = component_failure(step, local, exc)
+            if type(outcome) is Failed and policy.action == "retry" and attempt <= policy.max_retries:
+                delay = backoff_seconds(policy.backoff, self.dispatch.default_backoff, attempt)
+                log.info("retrying step", step_id=step.id, attempt=attempt + 1, delay_s=round(delay, 3),
+                         error=outcome.error.message)
+                await anyio.sleep(delay)
+                attempt += 1
+                continue
+            break
+        if type(outcome) is Failed and policy.action == "useDefault":
+            return policy.default_value if policy.has_default else None
+        return outcome
+
+    # ---------------------------------------------------------------------------------------
+    def step_states(self) -> list[tuple[int, int, Step, str, FlowResult | None, float, float]]:
+        """``(item, step index, step, status, result, started, finished)`` for every step of every item."""
+        out = []
+        for item in self.items:
+            for i, step in enumerate(self.plan.steps):
+                st = item.state[i]
+                result = None
+                if st == DONE:
+                    outcome = item.results.get(step.id)
+                    result = outcome_to_result(outcome)
+                    status = {"success": "completed", "failed": "failed", "skipped": "skipped"}[result.outcome]
+                elif st == RUNNING:
+                    status = "running"
+                elif st == WAITING:
+                    status = "blocked"
+                elif st == DEMANDED:
+                    status = "runnable"
+                else:
+                    status = "blocked"
+                out.append((item.item_index, i, step, status, result, item.started[i], item.finished[i]))
+        return out
+
+
+_MISSING: Any = object()
+
+
+def backoff_seconds(spec: Any, default: Any, n: int) -> float:
+    """Delay before retry ``n`` (1-based) per config.md §6, with ±10% jitter."""
+    spec = spec if spec is not None else default
+    if spec is None:
+        spec = {"type": "fibonacci", "minDelayMs": 1000, "maxDelayMs": 10000}
+    if hasattr(spec, "delay_ms"):
+        ms = float(spec.delay_ms(n))
+    else:
+        kind = spec.get("type", "fibonacci")
+        if kind == "constant":
+            ms = float(spec.get("delayMs", 1000))
+        elif kind == "exponential":
+            ms = min(float(spec.get("minDelayMs", 1000)) * float(spec.get("factor", 2.0)) ** (n - 1),
+                     float(spec.get("maxDelayMs", 10000)))
+        else:
+            a, b = 1, 1
+            for _ in range(n - 1):
+                a, b = b, a + b
+            ms = min(float(spec.get("minDelayMs", 1000)) * a, float(spec.get("maxDelayMs", 10000)))
+    if not math.isfinite(ms) or ms < 0:
+        ms = 0.0
+    return ms / 1000.0 * random.uniform(0.9, 1.1)

@@ -1,0 +1,1 @@
+"""Flow files: models, loading, normalisation, expressions and JSON paths."""

@@ -1,0 +1,392 @@
+"""``Gateway``: the embedding API. Starts plugins and the state store from a config and runs flows.
+
+```python
+async with Gateway.from_config("plugins.yaml") as gw:
+    result = await gw.run("flow.yaml", {"x": 1})
+```
+
+The CLI and the server are thin clients of this class. It also implements the ``RuntimeAPI``
+callbacks (blobs, nested runs) that components and builtins use.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from .engine.executor import Dispatch, Plan, RunExecution, StepEvent
+from .engine.result import FlowResult
+from .errors import FlowLoadError, FlowValidationError, GatewayError, RunNotFound
+from .flow.diagnostics import Diagnostic
+from .flow.load import LoadedFlow, load_flow, parse_flow
+from .flow.model import Flow
+from .flow.validate import blocking, validate_flow
+from .ids import new_run_id
+from .plugins.base import ExecutionContext, RunInfo
+from .plugins.registry import PluginSet, RegisteredComponent
+from .state.base import ItemRecord, RunRecord, StateStore, StepRecord
+
+__all__ = ["Gateway", "RunHandle"]
+
+log = structlog.get_logger(__name__)
+
+_PLAN_CACHE_SIZE = 256
+"""Plans are cheap to keep and costly to rebuild for big flows; bound the cache anyway."""
+
+
+def now_iso(ts: float | None = None) -> str:
+    dt = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(slots=True)
+class RunHandle:
+    """A run in progress (or just finished) in this process."""
+
+    run_id: str
+    flow: Flow
+    execution: RunExecution
+    record: RunRecord
+    done: anyio.Event = field(default_factory=anyio.Event)
+    results: list[FlowResult] | None = None
+    subscribers: list[Callable[[StepEvent], None]] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.record.status
+
+    def info(self) -> RunInfo:
+        results: list[FlowResult | None]
+        if self.results is not None:
+            results = list(self.results)
+        else:
+            results = [item.result for item in self.execution.items]
+            results += [None] * (len(self.record.inputs) - len(results))
+        return RunInfo(self.run_id, self.execution.plan.flow_id, self.record.status, results,
+                       self.record.created_at, self.record.completed_at)
+
+    def cancel(self) -> None:
+        self.execution.cancel()
+
+
+class Gateway:
+    """Plugins + router + state store + executor. An async context manager."""
+
+    def __init__(self, config: Any, *, store: StateStore | None = None, mode: str = "run",
+                 config_warnings: list[Any] | None = None, environ: Mapping[str, str] | None = None,
+                 record_steps: bool | None = None) -> None:
+        self.config = config
+        self.mode = mode
+        self.config_warnings = config_warnings or []
+        self.environ = dict(os.environ if environ is None else environ)
+        self._store = store
+        self.store: StateStore = store  # type: ignore[assignment]
+        self.router: Any = None
+        self.plugin_set: PluginSet | None = None
+        self.dispatch: Dispatch | None = None
+        self.record_steps = (mode == "serve") if record_steps is None else record_steps
+        self._plans: dict[str, Plan] = {}
+        self.live: dict[str, RunHandle] = {}
+        self._tg: Any = None
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, *, flow_path: str | os.PathLike[str] | None = None,
+                    mode: str = "run", **kw: Any) -> Gateway:
+        """Find and load a config (config.md §1 discovery) and build a gateway (not yet started)."""
+        from .config.load import find_config, load_config
+
+        search: list[Path] = []
+        if flow_path is not None:
+            search.append(Path(flow_path).resolve().parent)
+        search.append(Path.cwd())
+        explicit = Path(path) if path is not None else None
+        if explicit is None and mode == "serve" and os.environ.get("STEPFLOW_CONFIG"):
+            explicit = Path(os.environ["STEPFLOW_CONFIG"])
+        found = find_config(explicit, search if mode != "serve" else [Path.cwd()])
+        loaded = load_config(found, default_working_dir=Path.cwd())
+        return cls(loaded.config, mode=mode, config_warnings=loaded.warnings, **kw)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def __aenter__(self) -> Gateway:
+        from .plugins.router import Router
+        from .state.open import open_store
+
+        self.router = Router.build(self.config.routes)
+        if self._store is None:
+            data_dir = Path(self.config.working_directory) / ".stepflow-gateway"
+            self.store = open_store(self.config.state_store, default="sqlite" if self.mode == "serve" else "memory",
+                                    data_dir=data_dir)
+        await self.store.open()
+        self.plugin_set = PluginSet(self.config, self, environ=self.environ)
+        try:
+            await self.plugin_set.start_all()
+        except BaseException:
+            await self.plugin_set.close()
+            await self.store.close()
+            raise
+        self.dispatch = Dispatch(self.router, self.plugin_set.plugins, self, getattr(self.config.retry, "backoff", None))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for handle in list(self.live.values()):
+            handle.cancel()
+        if self.plugin_set is not None:
+            await self.plugin_set.close()
+        with anyio.CancelScope(shield=True):
+            await self.store.close()
+
+    # -- flows ---------------------------------------------------------------------------------
+    def load(self, flow: Flow | LoadedFlow | Mapping[str, Any] | str | os.PathLike[str]) -> Flow:
+        """Accept a Flow, a JSON mapping or a file path."""
+        if isinstance(flow, Flow):
+            return flow
+        if isinstance(flow, LoadedFlow):
+            return flow.flow
+        if isinstance(flow, Mapping):
+            return parse_flow(dict(flow)).flow
+        return load_flow(flow).flow
+
+    def validate(self, flow: Flow) -> list[Diagnostic]:
+        """Flow diagnostics including the config checks (routes, known components, literal inputs)."""
+        return validate_flow(flow, route=self._route_for_validation, component_check=self._component_check)
+
+    def _route_for_validation(self, component: str) -> tuple[str, str] | str:
+        try:
+            if self.router.needs_input(component):
+                return self.router.resolve_static(component) if hasattr(self.router, "resolve_static") else ("", "")
+            return self.router.resolve(component, None)
+        except GatewayError as exc:
+            return exc.message
+
+    def _component_check(self, plugin: str, local: str, literal: Any) -> list[str] | None:
+        if not plugin or self.plugin_set is None or plugin not in self.plugin_set.components:
+            return None
+        comps = {c.name: c for c in self.plugin_set.components[plugin]}
+        if not comps:
+            return None
+        info = comps.get(local)
+        if info is None:
+            p = self.plugin_set.plugins.get(plugin)
+            if getattr(p, "lists_all_components", True) is False:
+                return None
+            return ["unknown"]
+        p = self.plugin_set.plugins.get(plugin)
+        check = getattr(p, "validate_input", None)
+        from .flow.validate import _LITERAL_UNKNOWN
+
+        if check is not None and literal is not _LITERAL_UNKNOWN:
+            try:
+                return list(check(local, literal))
+            except Exception:
+                return []
+        return []
+
+    def plan(self, flow: Flow) -> Plan:
+        plan = self._plans.get(flow.flow_id)
+        if plan is None:
+            if len(self._plans) >= _PLAN_CACHE_SIZE:
+                self._plans.pop(next(iter(self._plans)))
+            plan = Plan(flow)
+            self._plans[flow.flow_id] = plan
+        return plan
+
+    async def store_flow(self, flow: Flow) -> str:
+        """Store a flow as a ``flow`` blob; returns its flow id."""
+        await self.store.put_blob(flow.flow_id, flow.to_json(), "flow")
+        return flow.flow_id
+
+    async def get_flow(self, flow_id: str) -> Flow | None:
+        got = await self.store.get_blob(flow_id)
+        if got is None or got[1] != "flow":
+            return None
+        return parse_flow(got[0]).flow
+
+    def components(self) -> list[RegisteredComponent]:
+        assert self.plugin_set is not None
+        return self.plugin_set.registry(self.router)
+
+    # -- running -------------------------------------------------------------------------------
+    async def run(self, flow: Any, input: Any = None, **kw: Any) -> FlowResult:
+        """Run one input item and return its result."""
+        handle = await self.submit(flow, [input], **kw)
+        await handle.done.wait()
+        assert handle.results is not None
+        return handle.results[0]
+
+    async def run_batch(self, flow: Any, inputs: list[Any], **kw: Any) -> list[FlowResult]:
+        handle = await self.submit(flow, inputs, **kw)
+        await handle.done.wait()
+        assert handle.results is not None
+        return handle.results
+
+    async def submit(
+        self,
+        flow: Any,
+        inputs: list[Any],
+        *,
+        variables: dict[str, Any] | None = None,
+        overrides: Any = None,
+        max_concurrency: int | None = None,
+        parent: ExecutionContext | None = None,
+        wait: bool = True,
+        listener: Callable[[StepEvent], None] | None = None,
+        check: bool = True,
+    ) -> RunHandle:
+        """Start a run. With ``wait`` (default) it has finished when this returns."""
+        flow = self.load(flow)
+        if overrides:
+            from .engine.overrides import apply_overrides
+
+            flow = apply_overrides(flow, overrides)
+        if check:
+            fatal = blocking(validate_flow(flow), errors_block=False)
+            if fatal:
+                raise FlowValidationError(
+                    "; ".join(f"{d.path}: {d.formatted}" for d in fatal), diagnostics=fatal, file=flow.source
+                )
+        plan = self.plan(flow)
+        run_id = new_run_id()
+        root = (parent.root_run_id or parent.run_id) if parent is not None else run_id
+        record = RunRecord(
+            run_id=run_id,
+            flow_id=plan.flow_id,
+            flow_name=flow.name,
+            status="running",
+            created_at=now_iso(),
+            inputs=list(inputs),
+            root_run_id=root,
+            parent_run_id=parent.run_id if parent is not None else None,
+            overrides=overrides,
+            variables=variables,
+        )
+        handle_ref: list[RunHandle] = []
+
+        def fan_out(event: StepEvent) -> None:
+            for sub in list(handle_ref[0].subscribers):
+                sub(event)
+
+        execution = RunExecution(
+            plan, list(inputs), self.dispatch,  # type: ignore[arg-type]
+            run_id=run_id, root_run_id=root, variables=variables,
+            max_concurrency=max_concurrency, listener=fan_out if (listener or self.mode == "serve") else None,
+        )
+        handle = RunHandle(run_id, flow, execution, record)
+        if listener is not None:
+            handle.subscribers.append(listener)
+        handle_ref.append(handle)
+        if self.mode == "serve":
+            await self.store_flow(flow)
+            await self.store.create_run(record)
+        self.live[run_id] = handle
+        if wait:
+            await self._execute(handle)
+        else:
+            if self._tg is None:
+                raise GatewayError("background runs need a running server task group")
+            self._tg.start_soon(self._execute, handle)
+        return handle
+
+    async def _execute(self, handle: RunHandle) -> None:
+        try:
+            results = await handle.execution.execute()
+        except BaseException:
+            handle.record.status = "cancelled"
+            handle.done.set()
+            self.live.pop(handle.run_id, None)
+            raise
+        handle.results = results
+        rec = handle.record
+        rec.completed_at = now_iso()
+        if handle.execution.cancelled:
+            rec.status = "cancelled"
+        else:
+            rec.status = "failed" if any(r.outcome == "failed" for r in results) else "completed"
+        items = [
+            ItemRecord(i, "failed" if r.outcome == "failed" else ("cancelled" if handle.execution.cancelled else "completed"),
+                       r, rec.completed_at)
+            for i, r in enumerate(results)
+        ]
+        rec.items = items
+        if self.mode == "serve" or self.record_steps:
+            steps = [
+                StepRecord(item, idx, step.id, step.component, status, result,
+                           now_iso(started) if started else None, now_iso(finished) if finished else None)
+                for item, idx, step, status, result, started, finished in handle.execution.step_states()
+            ]
+            with anyio.CancelScope(shield=True):
+                await self.store.complete_run(rec.run_id, rec.status, rec.completed_at, items, steps)
+        self._finished_handles_keep(handle)
+        handle.done.set()
+
+    def _finished_handles_keep(self, handle: RunHandle) -> None:
+        # In run/test mode nothing persists runs, so nested runs stay readable through ``live``
+        # until the gateway closes; in serve mode the store has them and live entries are dropped.
+        if self.mode == "serve":
+            self.live.pop(handle.run_id, None)
+
+    # -- RuntimeAPI ----------------------------------------------------------------------------
+    async def put_blob(self, data: Any, blob_type: str = "data") -> str:
+        from .jsonutil import blob_id
+
+        if blob_type == "flow":
+            try:
+                flow = parse_flow(data).flow
+            except FlowLoadError as exc:
+                raise GatewayError(f"blob is not a valid flow: {exc}") from None
+            await self.store.put_blob(flow.flow_id, flow.to_json(), "flow")
+            return flow.flow_id
+        bid = blob_id(data)
+        await self.store.put_blob(bid, data, blob_type)
+        return bid
+
+    async def get_blob(self, blob_id: str) -> tuple[Any, str]:
+        got = await self.store.get_blob(blob_id)
+        if got is None:
+            raise GatewayError(f"Blob not found: {blob_id}", code=404)
+        data, blob_type = got
+        if blob_type == "flow" and isinstance(data, dict):
+            data = {"schema": "https://stepflow.org/schemas/v1/flow.json", **data}
+        return data, blob_type
+
+    async def submit_run(self, flow_id: str, inputs: list[Any], *, wait: bool = True,
+                         max_concurrency: int | None = None, overrides: Any = None,
+                         parent: ExecutionContext | None = None) -> RunInfo:
+        flow = await self.get_flow(flow_id)
+        if flow is None:
+            raise GatewayError(f"Flow not found: {flow_id}", code=404)
+        if not wait and self._tg is None:
+            wait = True  # no background task group outside serve: run to completion
+        handle = await self.submit(flow, inputs, max_concurrency=max_concurrency, overrides=overrides,
+                                   parent=parent, wait=wait)
+        return handle.info()
+
+    async def get_run(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> RunInfo:
+        handle = self.live.get(run_id)
+        if handle is not None:
+            if wait:
+                with anyio.move_on_after(timeout if timeout is not None else 3600):
+                    await handle.done.wait()
+            return handle.info()
+        rec = await self.store.get_run(run_id)
+        if rec is None:
+            raise RunNotFound(f"Execution '{run_id}' not found")
+        return RunInfo(rec.run_id, rec.flow_id, rec.status, [i.result for i in rec.items], rec.created_at,
+                       rec.completed_at)
+
+    async def flow_metadata(self, flow_id: str, step_id: str | None = None) -> dict[str, Any]:
+        flow = await self.get_flow(flow_id)
+        if flow is None:
+            raise GatewayError(f"Flow not found: {flow_id}", code=404)
+        out: dict[str, Any] = {"flow_metadata": flow.metadata}
+        if step_id is not None:
+            step = flow.step(step_id)
+            out["step_metadata"] = step.metadata if step is not None else None
+        return out

@@ -1,0 +1,87 @@
+"""``BuiltinPlugin`` (config type ``builtin``): dispatch of the eight builtins of builtins.md.
+
+Owns the plugin lifecycle (the working directory for ``/load_file``, the HTTP client of
+``/openai``) and the component table. ``/create_messages`` needs no I/O and is served by the
+synchronous ``execute_inline`` fast path; every other builtin goes through ``execute``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ...engine.result import FlowResult
+from ...errors import UnknownComponentError
+from ...types import JsonValue
+from ..base import ComponentInfo, ExecutionContext, PluginConfig, PluginContext
+from .blobs import get_blob, put_blob
+from .load_file import load_file
+from .messages import create_messages
+from .nested import eval_flow, iterate_flow, map_flow
+from .openai import OpenAIClient
+from .schemas import component_infos
+
+__all__ = ["BuiltinPlugin", "BuiltinPluginConfig"]
+
+_Handler = Callable[[Any, ExecutionContext], Awaitable[FlowResult]]
+
+_RUNTIME_HANDLERS: dict[str, _Handler] = {
+    "/put_blob": put_blob,
+    "/get_blob": get_blob,
+    "/eval": eval_flow,
+    "/map": map_flow,
+    "/iterate": iterate_flow,
+}
+"""Builtins that only need the execution context (its ``runtime``)."""
+
+
+class BuiltinPluginConfig(PluginConfig):
+    """``type: builtin`` has no other keys (config.md §2.2); extras are only warned about."""
+
+
+class BuiltinPlugin:
+    """The eight builtin components under their plugin-local names (``/eval``, ``/map``, ...)."""
+
+    config_model: ClassVar[type[PluginConfig]] = BuiltinPluginConfig
+
+    __slots__ = ("name", "config", "_working_directory", "_openai")
+
+    def __init__(self, name: str, config: BuiltinPluginConfig | None = None) -> None:
+        self.name = name
+        self.config = config if config is not None else BuiltinPluginConfig()
+        self._working_directory = Path.cwd()
+        self._openai = OpenAIClient()
+
+    async def start(self, ctx: PluginContext) -> None:
+        """Remember the working directory that relative ``/load_file`` paths are joined onto."""
+        self._working_directory = ctx.working_directory
+
+    async def list_components(self) -> list[ComponentInfo]:
+        return component_infos()
+
+    def execute_inline(self, component: str, input: JsonValue, ctx: ExecutionContext) -> FlowResult | None:
+        """The engine's sync fast path: ``/create_messages`` here, ``None`` (use ``execute``) otherwise.
+
+        Raises:
+            ComponentError: invalid ``/create_messages`` input.
+        """
+        if component == "/create_messages":
+            return create_messages(input)
+        return None
+
+    async def execute(self, component: str, input: JsonValue, ctx: ExecutionContext) -> FlowResult:
+        """Run one builtin. Business failures are returned; component errors raised."""
+        handler = _RUNTIME_HANDLERS.get(component)
+        if handler is not None:
+            return await handler(input, ctx)
+        if component == "/create_messages":
+            return create_messages(input)
+        if component == "/load_file":
+            return await load_file(input, self._working_directory)
+        if component == "/openai":
+            return await self._openai.complete(input)
+        raise UnknownComponentError(f"unknown builtin component {component!r}", plugin=self.name)
+
+    async def close(self) -> None:
+        await self._openai.aclose()

@@ -1,0 +1,227 @@
+"""Owns one connection to an MCP server: transport choice, child env, and loss detection.
+
+``open_connection(config, ...)`` is an async context manager yielding a :class:`Connection`
+(the entered ``mcp.Client`` plus a ``lost`` event). It must be entered and exited in the same
+task (the plugin's owner task): the SDK's task groups live inside it.
+
+Loss detection: the SDK keeps ``async with Client`` open after the server's stdout (or SSE
+stream) ends; only the requests fail with ``Connection closed``. We wrap the transport's read
+stream so that its end sets ``Connection.lost``, which the owner task waits on. Transport crashes
+(e.g. an HTTP POST that cannot connect) instead end the ``async with`` with an exception group.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import anyio
+import httpx2
+import structlog
+from mcp import Client, StdioServerParameters
+from mcp.client.sse import sse_client
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+
+from ._stderr import StderrPump
+from .config import McpPluginConfig
+
+__all__ = ["BASE_ENV_KEYS", "Connection", "child_env", "open_connection", "resolve_command"]
+
+log = structlog.get_logger(__name__)
+
+BASE_ENV_KEYS = ("HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER")
+"""The minimal environment every child gets from the gateway's own (config.md §2.1)."""
+
+_SSE_READ_TIMEOUT_S = 300.0
+"""How long an SSE stream may stay silent before the SDK drops it (its own default)."""
+_HTTP_TIMEOUT_S = 30.0
+"""Connect/write/pool timeout of the HTTP client (the SDK's default)."""
+
+MessageHandler = Callable[["Connection", Any], Awaitable[None]]
+"""``(connection, notification | Exception)``: server notifications of one connection."""
+
+
+@dataclass(slots=True, eq=False)
+class Connection:
+    """One live MCP session, shared by every call of the plugin."""
+
+    client: Client
+    lost: anyio.Event = field(default_factory=anyio.Event)
+    """Set once the session is unusable (stream ended, connection closed, session expired)."""
+    lost_reason: str = ""
+    refresh_wanted: anyio.Event = field(default_factory=anyio.Event)
+    """Set by a ``list_changed`` notification; the owner's refresher re-lists the tools."""
+
+    def mark_lost(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self.lost_reason = reason
+            self.lost.set()
+
+
+class _WatchedReadStream:
+    """Delegates to a transport read stream and reports its end (EOF or close) to a callback."""
+
+    __slots__ = ("_inner", "_on_end")
+
+    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_end = on_end
+
+    @property
+    def last_context(self) -> Any:
+        # The SDK's dispatcher reads the sender's contextvars snapshot from here (duck-typed).
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end()
+            raise
+
+    def __aiter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class _WatchedTransport:
+    """A ``Transport`` wrapper: enters the real transport, wraps its read stream."""
+
+    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_end = on_end
+
+    async def __aenter__(self) -> tuple[Any, Any]:
+        read, write = await self._inner.__aenter__()
+        return _WatchedReadStream(read, self._on_end), write
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        return await self._inner.__aexit__(exc_type, exc, tb)
+
+
+def child_env(environ: Any, configured: dict[str, str]) -> dict[str, str]:
+    """The stdio child's environment: the minimal base from ``environ``, then ``configured``."""
+    env = {k: environ[k] for k in BASE_ENV_KEYS if k in environ and not str(environ[k]).startswith("()")}
+    env.update(configured)
+    return env
+
+
+def resolve_command(command: str, cwd: Path, env: dict[str, str]) -> str:
+    """Find the executable: a relative path is taken against ``cwd``; a bare name is looked up
+    on the child's ``PATH``, then in ``cwd`` (config.md §2.3)."""
+    path = Path(command)
+    if path.is_absolute():
+        return command
+    if "/" in command:
+        return str(cwd / path)
+    found = shutil.which(command, path=env.get("PATH"))
+    if found:
+        return found
+    local = cwd / command
+    if local.is_file():
+        return str(local)
+    return command
+
+
+@asynccontextmanager
+async def open_connection(
+    config: McpPluginConfig,
+    *,
+    plugin: str,
+    working_directory: Path,
+    environ: Any,
+    message_handler: MessageHandler,
+    logging_callback: Callable[[Any], Awaitable[None]],
+) -> AsyncIterator[Connection]:
+    """Connect and handshake (in ``config.mode``); yield the live connection.
+
+    No timeout here: the caller bounds the whole connect + handshake + listing.
+
+    Raises:
+        OSError: the child could not be spawned.
+        Exception: transport and handshake failures, often wrapped in exception groups.
+    """
+    holder: list[Connection] = []
+
+    def on_end() -> None:
+        if holder:
+            holder[0].mark_lost("the server closed the connection")
+
+    async def on_message(message: Any) -> None:
+        # Notifications can arrive during the handshake, before `holder` is filled.
+        if holder:
+            await message_handler(holder[0], message)
+
+    async with AsyncExitStack() as stack:
+        transport: Any
+        if config.transport == "stdio":
+            assert config.command is not None
+            cwd = working_directory / config.cwd if config.cwd else working_directory
+            env = child_env(environ, config.env)
+            params = StdioServerParameters(
+                command=resolve_command(config.command, cwd, env), args=list(config.args), env=env, cwd=cwd
+            )
+            pump = StderrPump(plugin)
+            # Our copy of the pipe's write end is closed when the connection ends; the reader
+            # thread then stops once the child (and anything it spawned) has exited too.
+            stack.callback(pump.close)
+            transport = stdio_client(params, errlog=pump.writer)
+        elif config.transport == "http":
+            assert config.url is not None
+            http_client = create_mcp_http_client(
+                headers=dict(config.headers) or None,
+                timeout=httpx2.Timeout(_HTTP_TIMEOUT_S, read=_SSE_READ_TIMEOUT_S),
+            )
+            await stack.enter_async_context(http_client)
+            transport = streamable_http_client(config.url, http_client=http_client)
+        else:
+            assert config.url is not None
+            transport = sse_client(
+                config.url,
+                headers=dict(config.headers) or None,
+                timeout=_HTTP_TIMEOUT_S,
+                sse_read_timeout=_SSE_READ_TIMEOUT_S,
+            )
+        client = Client(
+            _WatchedTransport(transport, on_end),
+            mode=config.mode,
+            message_handler=on_message,
+            logging_callback=logging_callback,
+            # We keep our own catalogue; the SDK's response cache would only hide list_changed.
+            cache=None,
+        )
+        conn = Connection(client)
+        holder.append(conn)
+        await stack.enter_async_context(client)
+        log.debug(
+            "mcp connected",
+            plugin=plugin,
+            transport=config.transport,
+            protocol_version=client.protocol_version,
+        )
+        yield conn

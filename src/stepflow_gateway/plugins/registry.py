@@ -1,0 +1,198 @@
+"""Plugin types from entry points, and the set of started plugins that makes the discovery registry.
+
+Owns: finding plugin types in the entry-point group ``stepflow_gateway.plugins`` (only the types a
+config uses are imported; a type that fails to import is reported, not fatal to listing), creating
+and starting each configured plugin (in config order, in the caller's task, so that every plugin's
+resources are entered and exited in one task), listing components, and closing everything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import anyio
+import structlog
+
+from ..errors import ConfigError, GatewayError, PluginStartError
+from .base import ComponentInfo, Plugin, PluginContext
+
+__all__ = ["ENTRY_POINT_GROUP", "PluginSet", "RegisteredComponent", "available_plugin_types", "load_plugin_type"]
+
+log = structlog.get_logger(__name__)
+
+ENTRY_POINT_GROUP = "stepflow_gateway.plugins"
+DEFAULT_START_TIMEOUT_S = 30.0
+
+
+def available_plugin_types() -> dict[str, EntryPoint]:
+    """Installed plugin types by ``type:`` name."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load_plugin_type(type_name: str, plugin_name: str) -> type[Any]:
+    """Import the class for ``type_name``. Raises ``ConfigError`` naming the type and plugin."""
+    eps = available_plugin_types()
+    ep = eps.get(type_name)
+    if ep is None:
+        known = ", ".join(sorted(eps)) or "none"
+        raise ConfigError(
+            f"unknown plugin type '{type_name}' (installed types: {known})",
+            plugin=plugin_name,
+            json_path=f"$.plugins.{plugin_name}.type",
+        )
+    try:
+        return ep.load()  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise ConfigError(
+            f"plugin type '{type_name}' ({ep.value}) failed to import: {type(exc).__name__}: {exc}",
+            plugin=plugin_name,
+        ) from exc
+
+
+@dataclass(slots=True)
+class RegisteredComponent:
+    """A component in the discovery registry."""
+
+    public_path: str | None
+    plugin: str
+    info: ComponentInfo
+
+    @property
+    def reachable(self) -> bool:
+        return self.public_path is not None
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.info.to_json()
+        out["component"] = self.public_path or self.info.name
+        out["plugin"] = self.plugin
+        out["localComponent"] = self.info.name
+        if self.public_path is None:
+            out["reachable"] = False
+        return out
+
+
+def _pydantic_message(exc: Any, plugin: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.get("loc", ()))
+        parts.append(f"$.plugins.{plugin}{loc}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+class PluginSet:
+    """The started plugins of one gateway. Use ``async with``; ``start_all`` may be bounded by a timeout."""
+
+    def __init__(
+        self,
+        config: Any,
+        runtime: Any,
+        *,
+        environ: Mapping[str, str] | None = None,
+        only: set[str] | None = None,
+    ) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.environ = dict(os.environ if environ is None else environ)
+        self.only = only
+        self.plugins: dict[str, Plugin] = {}
+        self.components: dict[str, list[ComponentInfo]] = {}
+        self.failed: dict[str, str] = {}
+
+    def build(self, name: str, entry: Any) -> Plugin:
+        from ..config.envsubst import substitute_plugin_options
+
+        cls = load_plugin_type(entry.type, name)
+        options = substitute_plugin_options(dict(entry.options), self.environ, plugin=name)
+        model = getattr(cls, "config_model", None)
+        cfg: Any = options
+        if model is not None:
+            from pydantic import ValidationError
+
+            try:
+                cfg = model.model_validate(options)
+            except ValidationError as exc:
+                raise ConfigError(_pydantic_message(exc, name), plugin=name) from None
+        return cls(name, cfg)  # type: ignore[no-any-return]
+
+    async def start_all(self) -> None:
+        """Build and start every configured plugin in config order; raise on the first failure."""
+        for name, entry in self.config.plugins.items():
+            if self.only is not None and name not in self.only:
+                continue
+            plugin = self.build(name, entry)
+            self.plugins[name] = plugin
+            await self._start(name, plugin, entry)
+
+    async def _start(self, name: str, plugin: Plugin, entry: Any) -> None:
+        timeout = DEFAULT_START_TIMEOUT_S
+        opt = entry.options.get("startTimeoutMs") if isinstance(entry.options, dict) else None
+        if isinstance(opt, (int, float)) and opt > 0:
+            timeout = opt / 1000.0
+        ctx = PluginContext(
+            plugin_name=name,
+            working_directory=self.config.working_directory,
+            runtime=self.runtime,
+            environ=self.environ,
+            retry=getattr(self.config, "retry", None),
+            on_components_changed=lambda name=name: self.refresh(name),
+        )
+        try:
+            with anyio.fail_after(timeout):
+                await plugin.start(ctx)
+                self.components[name] = list(await plugin.list_components())
+        except TimeoutError:
+            raise PluginStartError(f"did not start within {timeout:g} s", plugin=name) from None
+        except GatewayError as exc:
+            if exc.plugin is None:
+                exc.plugin = name
+            raise
+        except Exception as exc:
+            raise PluginStartError(f"failed to start: {type(exc).__name__}: {exc}", plugin=name) from exc
+        log.debug("plugin started", plugin=name, components=len(self.components[name]))
+
+    async def refresh(self, name: str) -> None:
+        """Re-list one plugin's components (called on change notifications)."""
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            return
+        try:
+            with anyio.fail_after(DEFAULT_START_TIMEOUT_S):
+                self.components[name] = list(await plugin.list_components())
+        except Exception as exc:  # a failed refresh keeps the old list
+            log.warning("component refresh failed", plugin=name, error=str(exc))
+
+    async def close(self) -> None:
+        """Close every plugin, last started first; errors are logged, never raised."""
+        for name in reversed(list(self.plugins)):
+            plugin = self.plugins[name]
+            try:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(15):
+                    await plugin.close()
+            except Exception as exc:
+                log.warning("plugin close failed", plugin=name, error=str(exc))
+        self.plugins.clear()
+
+    async def __aenter__(self) -> PluginSet:
+        try:
+            await self.start_all()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def registry(self, router: Any) -> list[RegisteredComponent]:
+        """Every component of every started plugin with its public path (``None`` if unreachable)."""
+        out = []
+        for name, comps in self.components.items():
+            for info in comps:
+                path = router.public_path(name, info.name) if router is not None else None
+                out.append(RegisteredComponent(path, name, info))
+        out.sort(key=lambda c: (c.public_path or c.info.name, c.plugin))
+        return out

@@ -1,0 +1,275 @@
+"""Owns the HTTP transport of stepflow plugins (protocol.md §7–8): one POST per message, JSON or SSE
+responses, callbacks found in an SSE stream answered by POSTs carrying ``Stepflow-Instance-Id``,
+and the self-launching worker handshake (``{"port": N}`` on stdout, then ``GET /health``).
+
+httpx2 is imported lazily (only HTTP plugins pay for it). Its errors are translated here, once:
+a connect failure becomes ``ConnectError`` (nothing was delivered, safe to retry), anything after
+delivery ``TransportClosed``, and the deadline ``CallTimeout``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from ...errors import CallTimeout, ConnectError, PluginStartError, TransportClosed, TransportError
+from ...protocol.framing import dumps, loads
+from ...protocol.jsonrpc import RpcError, request_message
+from ..base import ExecutionContext
+from .callbacks import CallbackHandler
+from .config import HealthCheckConfig
+from .stdio import Child
+
+if TYPE_CHECKING:
+    import httpx2
+
+__all__ = ["HttpChannel", "make_client", "read_port", "drain_stdout", "wait_healthy"]
+
+log = structlog.get_logger(__name__)
+
+_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+INSTANCE_HEADER = "Stepflow-Instance-Id"
+PORT_LINE_TIMEOUT = 30.0
+"""How long a self-launching worker may take to print ``{"port": N}`` (protocol.md §8)."""
+CALLBACK_POST_TIMEOUT = 30.0
+"""Bound on delivering one callback answer; the server acknowledges with 202 at once."""
+
+
+def make_client() -> httpx2.AsyncClient:
+    """An httpx2 client for one plugin: no overall timeout (calls are bounded by ``fail_after``)."""
+    import httpx2
+
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(None, connect=10.0),
+        limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64),
+        trust_env=False,
+    )
+
+
+class HttpChannel:
+    """JSON-RPC over HTTP POSTs to one URL."""
+
+    def __init__(
+        self,
+        client: httpx2.AsyncClient,
+        url: str,
+        *,
+        plugin: str,
+        callbacks: CallbackHandler,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.client = client
+        self.url = url
+        self.plugin = plugin
+        self.callbacks = callbacks
+        self.headers = {**_HEADERS, **(headers or {})}
+        self._prefix = uuid.uuid4().hex[:12] + "-"
+        self._ids = itertools.count(1)
+
+    async def request(
+        self, method: str, params: Any, *, timeout: float | None = None, ctx: ExecutionContext | None = None
+    ) -> Any:
+        """POST a request and return its result.
+
+        Raises:
+            RpcError: the server answered with a JSON-RPC error.
+            ConnectError: the request could not be delivered.
+            TransportClosed: the exchange broke after delivery.
+            CallTimeout: no final answer within ``timeout`` seconds.
+        """
+        import httpx2
+
+        request_id = self._prefix + str(next(self._ids))
+        body = dumps(request_message(request_id, method, params))
+        try:
+            with anyio.fail_after(timeout):
+                async with self.client.stream("POST", self.url, content=body, headers=self.headers) as resp:
+                    ctype = resp.headers.get("content-type", "")
+                    if resp.status_code < 300 and ctype.startswith("text/event-stream"):
+                        instance = resp.headers.get(INSTANCE_HEADER)
+                        return await self._read_sse(resp, request_id, instance, ctx)
+                    data = await resp.aread()
+                    return self._read_plain(resp.status_code, data, request_id)
+        except TimeoutError:
+            raise CallTimeout(f"no response to {method} within {timeout:g} s", plugin=self.plugin) from None
+        except httpx2.ConnectError as exc:
+            raise ConnectError(f"cannot connect to {self.url}: {exc}", plugin=self.plugin) from exc
+        except httpx2.TransportError as exc:
+            raise TransportClosed(f"HTTP exchange with {self.url} failed: {exc!r}", plugin=self.plugin) from exc
+
+    def _read_plain(self, status: int, data: bytes, request_id: str) -> Any:
+        try:
+            payload = loads(data) if data else None
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict):
+            if payload.get("id") == request_id:
+                if payload.get("error") is not None:
+                    raise RpcError.from_json(payload["error"])
+                if "result" in payload:
+                    return payload["result"]
+            elif "id" not in payload and isinstance(payload.get("error"), dict) and status == 400:
+                # stepflow-py's decode failure carries no id (protocol.md §7.1): it is this request's.
+                raise RpcError.from_json(payload["error"])
+        text = data[:300].decode("utf-8", "replace")
+        raise TransportError(f"unexpected HTTP {status} response from {self.url}: {text}", plugin=self.plugin)
+
+    async def _read_sse(
+        self, resp: httpx2.Response, request_id: str, instance: str | None, ctx: ExecutionContext | None
+    ) -> Any:
+        headers = dict(self.headers)
+        if instance:
+            headers[INSTANCE_HEADER] = instance
+        final: dict[str, Any] | None = None
+        async with anyio.create_task_group() as tg:
+            async for data in _sse_data(resp):
+                try:
+                    msg = loads(data)
+                except ValueError:
+                    log.warning("ignoring non-JSON SSE event", plugin=self.plugin, data=data[:200])
+                    continue
+                if not isinstance(msg, dict):
+                    continue
+                if msg.get("method") is not None:
+                    if msg.get("id") is not None:
+                        tg.start_soon(self._answer_callback, msg, headers, ctx)
+                    continue
+                if msg.get("id") == request_id:
+                    final = msg
+                    break
+            # Leaving the block waits for callback answers still being delivered.
+        if final is None:
+            raise TransportClosed(f"SSE stream from {self.url} ended before the response", plugin=self.plugin)
+        if final.get("error") is not None:
+            raise RpcError.from_json(final["error"])
+        return final.get("result")
+
+    async def _answer_callback(self, msg: dict[str, Any], headers: dict[str, str], ctx: ExecutionContext | None) -> None:
+        from pydantic import ValidationError
+
+        request_id = msg["id"]
+        try:
+            result = await self.callbacks.handle(msg["method"], msg.get("params") or {}, ctx)
+            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "result": result}
+        except RpcError as exc:
+            reply = {"jsonrpc": "2.0", "id": request_id, "error": exc.to_json()}
+        except ValidationError:
+            err = RpcError(-32602, f"Invalid parameters for request {request_id}")
+            reply = {"jsonrpc": "2.0", "id": request_id, "error": err.to_json()}
+        except Exception as exc:  # the error boundary for callbacks over HTTP
+            log.exception("callback handler failed", plugin=self.plugin, method=msg.get("method"))
+            reply = {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32603, "message": f"Internal error: {exc}"}}
+        await self._post_quietly(reply, headers)
+
+    async def _post_quietly(self, message: dict[str, Any], headers: dict[str, str]) -> None:
+        import httpx2
+
+        try:
+            with anyio.fail_after(CALLBACK_POST_TIMEOUT):
+                resp = await self.client.post(self.url, content=dumps(message), headers=headers)
+            if not 200 <= resp.status_code < 300:
+                log.warning("callback answer not accepted", plugin=self.plugin, status=resp.status_code)
+        except (httpx2.HTTPError, TimeoutError) as exc:
+            log.warning("could not deliver callback answer", plugin=self.plugin, error=repr(exc))
+
+    async def notify(self, method: str, params: Any = None) -> None:
+        """POST a notification; any 2xx is fine (stepflow-py answers 202), anything else is logged."""
+        import httpx2
+
+        message = {"jsonrpc": "2.0", "method": method, "params": {} if params is None else params}
+        try:
+            with anyio.fail_after(CALLBACK_POST_TIMEOUT):
+                resp = await self.client.post(self.url, content=dumps(message), headers=self.headers)
+        except httpx2.ConnectError as exc:
+            raise ConnectError(f"cannot connect to {self.url}: {exc}", plugin=self.plugin) from exc
+        except (httpx2.HTTPError, TimeoutError) as exc:
+            raise TransportClosed(f"could not send {method}: {exc!r}", plugin=self.plugin) from exc
+        if not 200 <= resp.status_code < 300:
+            log.warning("notification not accepted", plugin=self.plugin, method=method, status=resp.status_code)
+
+
+async def _sse_data(resp: httpx2.Response) -> Any:
+    """The ``data`` of each SSE event (multi-line data joined with ``\\n``; other fields ignored)."""
+    data: list[str] = []
+    async for line in resp.aiter_lines():
+        if line == "":
+            if data:
+                yield "\n".join(data)
+                data = []
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            data.append(value)
+    if data:
+        yield "\n".join(data)
+
+
+async def read_port(child: Child, plugin: str, timeout: float = PORT_LINE_TIMEOUT) -> int:
+    """Read the worker's stdout until a line ``{"port": N}``; other lines are logged.
+
+    Raises:
+        PluginStartError: the worker exited or stayed silent for ``timeout`` seconds.
+    """
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                raw = await child.stdout.receive_line()
+                try:
+                    value = loads(raw)
+                except ValueError:
+                    value = None
+                if isinstance(value, dict) and isinstance(value.get("port"), int) and not isinstance(value["port"], bool):
+                    return int(value["port"])
+                if raw.strip():
+                    log.info("worker stdout", plugin=plugin, line=raw.decode("utf-8", "replace")[:300])
+    except TimeoutError:
+        raise PluginStartError(f'worker did not print {{"port": N}} within {timeout:g} s', plugin=plugin) from None
+    except anyio.EndOfStream:
+        with anyio.move_on_after(2):
+            await child.exited.wait()
+        raise PluginStartError(f"worker {child.describe_exit()} before printing its port", plugin=plugin) from None
+
+
+async def drain_stdout(child: Child, plugin: str) -> None:
+    """Keep reading the worker's stdout so it never blocks on a full pipe."""
+    try:
+        while True:
+            raw = await child.stdout.receive_line()
+            if raw.strip():
+                log.debug("worker stdout", plugin=plugin, line=raw.decode("utf-8", "replace")[:300])
+    except (anyio.EndOfStream, OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
+
+
+async def wait_healthy(client: httpx2.AsyncClient, base_url: str, check: HealthCheckConfig, child: Child, plugin: str) -> None:
+    """Poll ``GET <base><path>`` until 200.
+
+    Raises:
+        PluginStartError: the worker exited, or was not healthy within ``timeoutMs``.
+    """
+    import httpx2
+
+    url = base_url.rstrip("/") + (check.path if check.path.startswith("/") else "/" + check.path)
+    last = "no answer"
+    with anyio.move_on_after(check.timeout_ms / 1000):
+        while True:
+            if child.exited.is_set():
+                raise PluginStartError(f"worker {child.describe_exit()} during the health check", plugin=plugin)
+            try:
+                with anyio.fail_after(max(check.retry_delay_ms / 1000, 1.0)):
+                    resp = await client.get(url)
+                if resp.status_code == 200:
+                    return
+                last = f"HTTP {resp.status_code}"
+            except (httpx2.HTTPError, TimeoutError) as exc:
+                last = repr(exc)
+            await anyio.sleep(check.retry_delay_ms / 1000)
+    raise PluginStartError(f"worker not healthy at {url} within {check.timeout_ms} ms ({last})", plugin=plugin)

@@ -1,0 +1,69 @@
+"""Choosing and building the state store from the config's ``stateStore`` section (config.md §3).
+
+``open_store`` returns an *unopened* store: enter it with ``async with store:`` (or call
+``open()``/``close()``). With no ``stateStore`` section, ``default`` decides: ``"memory"`` for
+``run``/``test``, ``"sqlite"`` for ``serve`` (``<data_dir>/state.db``, created if missing).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..errors import ConfigError, StateStoreError
+from .base import StateStore
+from .memory import MemoryStore
+from .sqlite import SqliteStore, SqliteTarget, parse_database_url
+
+__all__ = ["StateStoreSettings", "open_store"]
+
+
+class StateStoreSettings(Protocol):
+    """What ``open_store`` reads: the fields of ``config.model.StateStoreConfig``."""
+
+    type: str
+    database_url: str | None
+    auto_migrate: bool
+    max_connections: int | None
+
+
+_MEMORY_NAMES = ("inMemory", "memory", "in_memory")
+
+
+def open_store(cfg: StateStoreSettings | Any | None, *, default: str, data_dir: Path) -> StateStore:
+    """Build the store ``cfg`` describes, or the ``default`` kind when ``cfg`` is ``None``.
+
+    Raises ``ConfigError`` for an unsupported type and ``StateStoreError`` for a bad URL or a
+    data directory that cannot be created.
+    """
+    if cfg is None:
+        if default in _MEMORY_NAMES:
+            return MemoryStore()
+        if default == "sqlite":
+            return _default_sqlite(data_dir)
+        raise ValueError(f"unknown default state store {default!r}; expected 'memory' or 'sqlite'")
+
+    kind = getattr(cfg, "type", None)
+    if kind in _MEMORY_NAMES:
+        return MemoryStore()
+    if kind == "sqlite":
+        auto_migrate = bool(getattr(cfg, "auto_migrate", True))
+        url = getattr(cfg, "database_url", None)
+        if not url:
+            return _default_sqlite(data_dir, auto_migrate=auto_migrate)
+        return SqliteStore(parse_database_url(url), auto_migrate=auto_migrate, url=url)
+    if kind == "postgres":
+        raise ConfigError("state store 'postgres' is not supported yet", json_path="$.stateStore.type")
+    raise ConfigError(
+        f"unknown state store type {kind!r}; expected 'inMemory' or 'sqlite'", json_path="$.stateStore.type"
+    )
+
+
+def _default_sqlite(data_dir: Path, *, auto_migrate: bool = True) -> SqliteStore:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateStoreError(
+            f"cannot create the state directory '{data_dir}': {exc.strerror or exc}"
+        ) from exc
+    return SqliteStore(SqliteTarget(data_dir / "state.db", "rwc"), auto_migrate=auto_migrate)
