@@ -94,7 +94,7 @@ class Gateway:
         self.record_steps = (mode == "serve") if record_steps is None else record_steps
         self._plans: dict[str, Plan] = {}
         self.live: dict[str, RunHandle] = {}
-        self._tg: Any = None
+        self.task_group: Any = None
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -122,8 +122,9 @@ class Gateway:
         self.router = Router.build(self.config.routes)
         if self._store is None:
             data_dir = Path(self.config.working_directory) / ".stepflow-gateway"
-            self.store = open_store(self.config.state_store, default="sqlite" if self.mode == "serve" else "memory",
-                                    data_dir=data_dir)
+            explicit = getattr(self.config, "state_store_explicit", True)
+            self.store = open_store(self.config.state_store if explicit else None,
+                                    default="sqlite" if self.mode == "serve" else "memory", data_dir=data_dir)
         await self.store.open()
         self.plugin_set = PluginSet(self.config, self, environ=self.environ)
         try:
@@ -289,9 +290,9 @@ class Gateway:
         if wait:
             await self._execute(handle)
         else:
-            if self._tg is None:
+            if self.task_group is None:
                 raise GatewayError("background runs need a running server task group")
-            self._tg.start_soon(self._execute, handle)
+            self.task_group.start_soon(self._execute, handle)
         return handle
 
     async def _execute(self, handle: RunHandle) -> None:
@@ -362,7 +363,7 @@ class Gateway:
         flow = await self.get_flow(flow_id)
         if flow is None:
             raise GatewayError(f"Flow not found: {flow_id}", code=404)
-        if not wait and self._tg is None:
+        if not wait and self.task_group is None:
             wait = True  # no background task group outside serve: run to completion
         handle = await self.submit(flow, inputs, max_concurrency=max_concurrency, overrides=overrides,
                                    parent=parent, wait=wait)

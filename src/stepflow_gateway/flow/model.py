@@ -53,7 +53,9 @@ class Step:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "component": self.component, "onError": self.on_error.to_json()}
+        out: dict[str, Any] = {"id": self.id, "component": self.component}
+        if self.on_error.action != "fail":  # the default is omitted, as upstream serialises it
+            out["onError"] = self.on_error.to_json()
         inp = self.input.to_json()
         if inp is not None or not isinstance(self.input, Literal):
             out["input"] = inp
