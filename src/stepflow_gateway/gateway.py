@@ -128,10 +128,10 @@ class Gateway:
         await self.store.open()
         self.plugin_set = PluginSet(self.config, self, environ=self.environ)
         try:
-            await self.plugin_set.start_all()
+            await self.plugin_set.__aenter__()
         except BaseException:
-            await self.plugin_set.close()
-            await self.store.close()
+            with anyio.CancelScope(shield=True):
+                await self.store.close()
             raise
         self.dispatch = Dispatch(self.router, self.plugin_set.plugins, self, getattr(self.config.retry, "backoff", None))
         return self
@@ -140,7 +140,7 @@ class Gateway:
         for handle in list(self.live.values()):
             handle.cancel()
         if self.plugin_set is not None:
-            await self.plugin_set.close()
+            await self.plugin_set.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
             await self.store.close()
 

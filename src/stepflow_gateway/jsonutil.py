@@ -49,9 +49,9 @@ def _format_float(value: float) -> str:
     """A finite float in serde_json's (ryu's) layout, from Python's shortest round-trip digits."""
     text = repr(value)
     if "e" not in text:
+        if "n" in text:  # inf, -inf, nan
+            return "null"  # no JSON form: serde_json writes null, and so does orjson
         return text  # Python and ryu agree on the fixed layout for 1e-4 <= |x| < 1e16
-    if text == "inf" or text == "-inf" or text == "nan":
-        raise ValueError(f"{text} has no JSON form")
     mantissa, _, exponent = text.partition("e")
     sign = ""
     if mantissa[0] == "-":
@@ -166,9 +166,10 @@ else:  # pragma: no cover
 def dumps_compact(value: Any) -> str:
     """The byte-exact compact JSON text serde_json writes (builtins.md §2).
 
+    NaN and infinities are written as ``null``, as serde_json does.
+
     Raises:
         TypeError: the value is not made of JSON types.
-        ValueError: it contains NaN or an infinity.
     """
     return dumps_bytes(value).decode("utf-8", "surrogatepass")
 

@@ -8,10 +8,7 @@ submitted. The conformance suite runs the same builtins end to end through the r
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import sys
-import types
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,35 +16,6 @@ from typing import Any
 import anyio
 import jsonschema
 import pytest
-
-try:  # TEMPORARY until the foundations helper lands jsonutil; remove this block then.
-    import stepflow_gateway.jsonutil  # noqa: F401
-except ImportError:  # pragma: no cover
-    _stub = types.ModuleType("stepflow_gateway.jsonutil")
-
-    def _dumps_compact(v: Any) -> str:
-        return json.dumps(v, separators=(",", ":"), ensure_ascii=False)
-
-    def _freeze(v: Any) -> Any:
-        if v is None or isinstance(v, str):
-            return v
-        if isinstance(v, bool):
-            return ("b", v)
-        if isinstance(v, int):
-            return ("i", v)
-        if isinstance(v, float):
-            return ("f", v)
-        if isinstance(v, list):
-            return ("l", tuple(_freeze(x) for x in v))
-        if isinstance(v, dict):
-            return ("d", frozenset((k, _freeze(x)) for k, x in v.items()))
-        return ("p", tuple((_freeze(k), _freeze(x)) for k, x in v))
-
-    _stub.dumps_compact = _dumps_compact  # type: ignore[attr-defined]
-    _stub.freeze = _freeze  # type: ignore[attr-defined]
-    _stub.json_equal = lambda a, b: _freeze(a) == _freeze(b)  # type: ignore[attr-defined]
-    _stub.blob_id = lambda v: hashlib.sha256(_dumps_compact(v).encode()).hexdigest()  # type: ignore[attr-defined]
-    sys.modules["stepflow_gateway.jsonutil"] = _stub
 
 from stepflow_gateway.engine.result import FlowResult
 from stepflow_gateway.errors import ComponentError, GatewayError, UnknownComponentError
@@ -100,17 +68,24 @@ class FakeRuntime:
         parent: ExecutionContext | None = None,
     ) -> RunInfo:
         self.submitted.append(
-            {"flow_id": flow_id, "inputs": list(inputs), "wait": wait, "max_concurrency": max_concurrency,
-             "overrides": overrides, "parent": parent}
+            {
+                "flow_id": flow_id,
+                "inputs": list(inputs),
+                "wait": wait,
+                "max_concurrency": max_concurrency,
+                "overrides": overrides,
+                "parent": parent,
+            }
         )
         flow, blob_type = self.blobs[flow_id]
         assert blob_type == "flow"
         handler = self.handlers[flow["name"]]
         results: list[FlowResult | None] = [handler(i) for i in inputs]
-        return RunInfo(run_id=f"nested-{len(self.submitted)}", flow_id=flow_id, status="completed",
-                       results=results)
+        return RunInfo(
+            run_id=f"nested-{len(self.submitted)}", flow_id=flow_id, status="completed", results=results
+        )
 
-    async def get_run(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> RunInfo:
+    async def get_run(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> RunInfo:  # noqa: ASYNC109 - the RuntimeAPI signature
         raise NotImplementedError
 
     async def flow_metadata(self, flow_id: str, step_id: str | None = None) -> dict[str, Any]:
@@ -127,7 +102,9 @@ async def started(runtime: FakeRuntime, working_directory: Path = Path(".")) -> 
     return plugin
 
 
-async def component_error(plugin: BuiltinPlugin, component: str, input: Any, ctx: ExecutionContext) -> ComponentError:
+async def component_error(
+    plugin: BuiltinPlugin, component: str, input: Any, ctx: ExecutionContext
+) -> ComponentError:
     with anyio.fail_after(10):
         with pytest.raises(ComponentError) as info:
             await plugin.execute(component, input, ctx)
@@ -135,8 +112,12 @@ async def component_error(plugin: BuiltinPlugin, component: str, input: Any, ctx
 
 
 def flow(name: str) -> dict[str, Any]:
-    return {"schema": "https://stepflow.org/schemas/v1/flow.json", "name": name, "steps": [],
-            "output": {"$input": "$"}}
+    return {
+        "schema": "https://stepflow.org/schemas/v1/flow.json",
+        "name": name,
+        "steps": [],
+        "output": {"$input": "$"},
+    }
 
 
 # -- component info ----------------------------------------------------------------------------------
@@ -146,7 +127,14 @@ async def test_list_components_has_eight_with_valid_2020_12_schemas() -> None:
     plugin = await started(FakeRuntime())
     infos = await plugin.list_components()
     assert [i.name for i in infos] == [
-        "/put_blob", "/get_blob", "/eval", "/map", "/iterate", "/load_file", "/create_messages", "/openai",
+        "/put_blob",
+        "/get_blob",
+        "/eval",
+        "/map",
+        "/iterate",
+        "/load_file",
+        "/create_messages",
+        "/openai",
     ]
     for info in infos:
         assert info.description
@@ -155,7 +143,9 @@ async def test_list_components_has_eight_with_valid_2020_12_schemas() -> None:
             jsonschema.Draft202012Validator.check_schema(schema)
     by_name = {i.name: i for i in infos}
     # The schemas accept the documented example shapes.
-    jsonschema.validate({"user_prompt": "Hi", "system_instructions": None}, by_name["/create_messages"].input_schema)
+    jsonschema.validate(
+        {"user_prompt": "Hi", "system_instructions": None}, by_name["/create_messages"].input_schema
+    )
     jsonschema.validate(
         {"messages": [{"role": "user", "content": "Hi"}]}, by_name["/create_messages"].output_schema
     )
@@ -176,14 +166,18 @@ async def test_list_components_has_eight_with_valid_2020_12_schemas() -> None:
 async def test_create_messages_inline_fast_path() -> None:
     plugin = await started(FakeRuntime())
     ctx = make_ctx(FakeRuntime())
-    result = plugin.execute_inline("/create_messages", {"user_prompt": "Hi", "system_instructions": "Be brief."}, ctx)
+    result = plugin.execute_inline(
+        "/create_messages", {"user_prompt": "Hi", "system_instructions": "Be brief."}, ctx
+    )
     assert result == FlowResult.success(
         {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}
     )
     assert dumps_compact(result.result) == (
         '{"messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hi"}]}'
     )
-    only_user = plugin.execute_inline("/create_messages", {"user_prompt": "Hi", "system_instructions": None, "x": 1}, ctx)
+    only_user = plugin.execute_inline(
+        "/create_messages", {"user_prompt": "Hi", "system_instructions": None, "x": 1}, ctx
+    )
     assert only_user == FlowResult.success({"messages": [{"role": "user", "content": "Hi"}]})
     # The async path gives the same answer; other components fall back to execute.
     assert await plugin.execute("/create_messages", {"user_prompt": "Hi"}, ctx) == only_user
@@ -197,8 +191,14 @@ async def test_create_messages_inline_fast_path() -> None:
         ({}, "missing field `user_prompt`"),
         ({"user_prompt": 5}, "invalid type: integer `5`, expected a string"),
         ({"user_prompt": None}, "invalid type: null, expected a string"),
-        ({"user_prompt": "x", "system_instructions": True}, "invalid type: boolean `true`, expected a string"),
-        ({"user_prompt": "x", "system_instructions": 1.5}, "invalid type: floating point `1.5`, expected a string"),
+        (
+            {"user_prompt": "x", "system_instructions": True},
+            "invalid type: boolean `true`, expected a string",
+        ),
+        (
+            {"user_prompt": "x", "system_instructions": 1.5},
+            "invalid type: floating point `1.5`, expected a string",
+        ),
         ("hello", 'invalid type: string "hello", expected an object'),
         ([1], "invalid type: sequence, expected an object"),
     ],
@@ -299,7 +299,9 @@ async def test_eval_nested_failure_is_inside_result() -> None:
     plugin = await started(runtime)
     ctx = make_ctx(runtime)
     with anyio.fail_after(10):
-        flow_id = (await plugin.execute("/put_blob", {"data": flow("boom"), "blob_type": "flow"}, ctx)).result["blob_id"]
+        flow_id = (
+            await plugin.execute("/put_blob", {"data": flow("boom"), "blob_type": "flow"}, ctx)
+        ).result["blob_id"]
         out = await plugin.execute("/eval", {"flow_id": flow_id, "input": None}, ctx)
     assert out.is_success
     assert out.result["result"] == failure.to_json()
@@ -312,7 +314,9 @@ async def test_eval_rejects_unknown_and_data_blobs() -> None:
     err = await component_error(plugin, "/eval", {"flow_id": "1" * 64, "input": {}}, ctx)
     assert err.stack[:2] == [UDF, {"error": "internal error"}]
     with anyio.fail_after(10):
-        data_id = (await plugin.execute("/put_blob", {"data": {"a": 1}, "blob_type": "data"}, ctx)).result["blob_id"]
+        data_id = (await plugin.execute("/put_blob", {"data": {"a": 1}, "blob_type": "data"}, ctx)).result[
+            "blob_id"
+        ]
     err = await component_error(plugin, "/eval", {"flow_id": data_id, "input": {}}, ctx)
     assert err.stack[:2] == [UDF, INVALID]
     assert "not a flow" in err.stack[2]["error"]
@@ -370,7 +374,9 @@ async def test_map_counts_failures_and_skips_default_concurrency() -> None:
     plugin = await started(runtime)
     ctx = make_ctx(runtime)
     with anyio.fail_after(10):
-        out = await plugin.execute("/map", {"workflow": flow("mixed"), "items": ["a", "bad", "skip", "b"]}, ctx)
+        out = await plugin.execute(
+            "/map", {"workflow": flow("mixed"), "items": ["a", "bad", "skip", "b"]}, ctx
+        )
         no_skip = await plugin.execute("/map", {"workflow": flow("mixed"), "items": ["bad", "a"]}, ctx)
     assert out.result["successful"] == 2
     assert out.result["failed"] == 1
@@ -402,7 +408,9 @@ async def test_map_input_errors() -> None:
     assert err.stack == [UDF, INVALID, {"error": "invalid type: map, expected a sequence"}]
     err = await component_error(plugin, "/map", {"workflow": "x", "items": []}, ctx)
     assert err.stack == [UDF, INVALID, {"error": 'invalid type: string "x", expected a flow object'}]
-    err = await component_error(plugin, "/map", {"workflow": flow("x"), "items": [], "max_concurrency": 1.5}, ctx)
+    err = await component_error(
+        plugin, "/map", {"workflow": flow("x"), "items": [], "max_concurrency": 1.5}, ctx
+    )
     assert err.stack == [UDF, INVALID, {"error": "invalid type: floating point `1.5`, expected an integer"}]
     assert runtime.submitted == []
 
@@ -435,8 +443,12 @@ async def test_iterate_max_iterations_terminates_with_current_input() -> None:
     plugin = await started(runtime)
     ctx = make_ctx(runtime)
     with anyio.fail_after(10):
-        out = await plugin.execute("/iterate", {"flow": flow("forever"), "initial_input": 0, "max_iterations": 3}, ctx)
-        zero = await plugin.execute("/iterate", {"flow": flow("forever"), "initial_input": 9, "max_iterations": 0}, ctx)
+        out = await plugin.execute(
+            "/iterate", {"flow": flow("forever"), "initial_input": 0, "max_iterations": 3}, ctx
+        )
+        zero = await plugin.execute(
+            "/iterate", {"flow": flow("forever"), "initial_input": 9, "max_iterations": 0}, ctx
+        )
     assert out == FlowResult.success({"result": 3, "iterations": 3, "terminated": True})
     assert zero == FlowResult.success({"result": 9, "iterations": 0, "terminated": True})
     assert len(runtime.submitted) == 3
@@ -476,7 +488,9 @@ async def test_iterate_input_errors() -> None:
     assert err.stack == [UDF, INVALID, {"error": "missing field `initial_input`"}]
     err = await component_error(plugin, "/iterate", {"flow_id": "a" * 64, "initial_input": 1}, ctx)
     assert err.stack == [UDF, INVALID, {"error": "missing field `flow`"}]
-    err = await component_error(plugin, "/iterate", {"flow": flow("x"), "initial_input": 1, "max_iterations": -1}, ctx)
+    err = await component_error(
+        plugin, "/iterate", {"flow": flow("x"), "initial_input": 1, "max_iterations": -1}, ctx
+    )
     assert err.stack == [UDF, INVALID, {"error": "invalid value: integer `-1`, expected an integer >= 0"}]
 
 
@@ -557,7 +571,10 @@ async def test_load_file_errors(tmp_path: Path) -> None:
     assert "line" in await detail({"path": "bad.yaml"})
     assert "UTF-8" in await detail({"path": "bin.txt"})
     assert "cannot read" in await detail({"path": "."})
-    assert await detail({"path": "x", "format": "csv"}) == "unknown variant `csv`, expected one of `json`, `yaml`, `text`"
+    assert (
+        await detail({"path": "x", "format": "csv"})
+        == "unknown variant `csv`, expected one of `json`, `yaml`, `text`"
+    )
     assert await detail({}) == "missing field `path`"
 
 
@@ -584,13 +601,22 @@ async def test_openai_missing_key_and_bad_roles(monkeypatch: pytest.MonkeyPatch)
     ctx = make_ctx(FakeRuntime())
     msgs = [{"role": "user", "content": "hi"}]
     err = await component_error(plugin, "/openai", {"messages": msgs}, ctx)
-    assert err.stack == [UDF, {"error": 'missing value ("api_key") or environment variable ("OPENAI_API_KEY")'}]
-    err = await component_error(plugin, "/openai", {"messages": [{"role": "tool", "content": "x"}], "api_key": "k"}, ctx)
     assert err.stack == [
-        UDF, INVALID, {"error": "unknown variant `tool`, expected one of `system`, `user`, `assistant`"}
+        UDF,
+        {"error": 'missing value ("api_key") or environment variable ("OPENAI_API_KEY")'},
+    ]
+    err = await component_error(
+        plugin, "/openai", {"messages": [{"role": "tool", "content": "x"}], "api_key": "k"}, ctx
+    )
+    assert err.stack == [
+        UDF,
+        INVALID,
+        {"error": "unknown variant `tool`, expected one of `system`, `user`, `assistant`"},
     ]
     err = await component_error(plugin, "/openai", {"messages": [{"role": "user"}], "api_key": "k"}, ctx)
     assert err.stack == [UDF, INVALID, {"error": "missing field `content`"}]
-    err = await component_error(plugin, "/openai", {"messages": msgs, "temperature": "hot", "api_key": "k"}, ctx)
+    err = await component_error(
+        plugin, "/openai", {"messages": msgs, "temperature": "hot", "api_key": "k"}, ctx
+    )
     assert err.stack == [UDF, INVALID, {"error": 'invalid type: string "hot", expected a number'}]
     await plugin.close()

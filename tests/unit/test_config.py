@@ -86,7 +86,10 @@ def test_upstream_details(tmp_path: Path) -> None:
 
     http = load_config(UPSTREAM / "tests/http/stepflow-config.yml", default_working_dir=tmp_path).config
     assert list(http.plugins) == ["builtin", "test_http", "test_stdio"]  # order = start order
-    assert http.plugins["test_http"].options == {"transport": "http", "url": "http://127.0.0.1:${TEST_PORT:-8080}"}
+    assert http.plugins["test_http"].options == {
+        "transport": "http",
+        "url": "http://127.0.0.1:${TEST_PORT:-8080}",
+    }
     assert http.state_store.type == "inMemory"
 
     py = load_config(UPSTREAM / "tests/python/stepflow-config.yml", default_working_dir=tmp_path).config
@@ -251,7 +254,8 @@ def test_example_8_2_with_env(tmp_path: Path) -> None:
     assert [cfg.retry.backoff.delay_ms(n) for n in (1, 2, 3, 5, 6, 9)] == [200, 400, 800, 3200, 5000, 5000]
     environ = {"PEERS": "/opt/peers", "DATA_DIR": "/data"}
     resolved = {
-        name: substitute_plugin_options(entry.options, environ, plugin=name) for name, entry in cfg.plugins.items()
+        name: substitute_plugin_options(entry.options, environ, plugin=name)
+        for name, entry in cfg.plugins.items()
     }
     assert resolved["udf"]["command"] == "/opt/peers/sf07/bin/stepflow_py"
     assert resolved["remote"]["url"] == "http://127.0.0.1:8080"
@@ -287,7 +291,9 @@ def test_example_8_3(tmp_path: Path) -> None:
 def test_example_8_4_inline_test_config(tmp_path: Path) -> None:
     flow = load_yaml(EXAMPLE_8_4_FLOW).value
     inline = flow["test"]["config"]
-    inline["plugins"]["comp"]["url"] = inline["plugins"]["comp"]["url"].replace("{comp.url}", "http://127.0.0.1:18000")
+    inline["plugins"]["comp"]["url"] = inline["plugins"]["comp"]["url"].replace(
+        "{comp.url}", "http://127.0.0.1:18000"
+    )
     flow_dir = tmp_path / "flows"
     loaded = parse_config(inline, source=None, working_dir=flow_dir)
     assert loaded.path is None
@@ -299,6 +305,23 @@ def test_example_8_4_inline_test_config(tmp_path: Path) -> None:
     assert str(info.value) == "<inline test.config>: $.plugins.x.type: " + (
         "missing plugin type (expected e.g. 'builtin', 'stepflow', 'mcp' or 'mock')"
     )
+    # errors and warnings can name where the mapping sits in the flow file
+    flow_file = tmp_path / "flow.yaml"
+    with pytest.raises(ConfigError) as info:
+        parse_config(
+            {"plugins": {}, "routes": {"/a/{x}": [], "/a/{y}": []}},
+            source=flow_file,
+            working_dir=flow_dir,
+            json_root="$.test.config",
+        )
+    assert str(info.value).startswith(f'{flow_file}: $.test.config.routes["/a/{{y}}"]: conflicts')
+    loaded = parse_config(
+        {"plugins": {}, "extra": 1}, source=flow_file, working_dir=flow_dir, json_root="$.test.config"
+    )
+    assert [(w.kind, w.path) for w in loaded.warnings] == [
+        ("unknownField", "$.test.config.extra"),
+        ("missingRoutes", "$.test.config.routes"),
+    ]
 
 
 def test_json_config(tmp_path: Path) -> None:
@@ -389,7 +412,9 @@ state_store:
 
 
 def test_alias_and_camel_together_is_an_error(tmp_path: Path) -> None:
-    msg = config_error(tmp_path, "plugins: {}\nroutes: {}\nstateStore: {type: inMemory}\nstate_store: {type: sqlite}\n")
+    msg = config_error(
+        tmp_path, "plugins: {}\nroutes: {}\nstateStore: {type: inMemory}\nstate_store: {type: sqlite}\n"
+    )
     assert "$.state_store" in msg and "both" in msg
 
 
@@ -440,7 +465,8 @@ def test_duplicate_keys(tmp_path: Path) -> None:
     # inside data (a condition value, mock behaviours) the last one wins, with a warning
     loaded = load_text(
         tmp_path,
-        'plugins: {}\nroutes:\n  "/a": [{plugin: a, component: /a, conditions: [{path: $.x, value: {k: 1, k: 2}}]}]\n',
+        'plugins: {}\nroutes:\n  "/a": [{plugin: a, component: /a,\n'
+        "    conditions: [{path: $.x, value: {k: 1, k: 2}}]}]\n",
     )
     assert loaded.config.routes["/a"][0].conditions[0].value == {"k": 2}
     assert [w.kind for w in loaded.warnings] == ["duplicateKey"]
@@ -455,14 +481,23 @@ def test_duplicate_keys(tmp_path: Path) -> None:
         ("", "$: the config is empty"),
         ("- a\n- b\n", "$: expected a mapping with 'plugins' and 'routes', got a list"),
         ("routes: {}\n", "$: missing required key 'plugins'"),
-        ("plugins: [a]\nroutes: {}\n", "$.plugins: expected a mapping of plugin name to {type: ...}, got a list"),
+        (
+            "plugins: [a]\nroutes: {}\n",
+            "$.plugins: expected a mapping of plugin name to {type: ...}, got a list",
+        ),
         ("plugins: {py: {command: x}}\nroutes: {}\n", "$.plugins.py.type: missing plugin type"),
-        ("plugins: {py: {type: 3}}\nroutes: {}\n", "$.plugins.py.type: expected a plugin type name, got a number (3)"),
+        (
+            "plugins: {py: {type: 3}}\nroutes: {}\n",
+            "$.plugins.py.type: expected a plugin type name, got a number (3)",
+        ),
         ("plugins: {py: builtin}\nroutes: {}\n", "$.plugins.py: expected a mapping with a 'type' key"),
         ("plugins: {}\nroutes: {/a: {plugin: x}}\n", '$.routes["/a"]: expected a list of rules'),
         ("plugins: {}\nroutes: {a: [{plugin: x}]}\n", "$.routes.a: route pattern 'a' must start with '/'"),
         ("plugins: {}\nroutes: {/a: [{component: /x}]}\n", '$.routes["/a"][0].plugin: missing plugin name'),
-        ("plugins: {}\nroutes: {/a: [{plugin: [x]}]}\n", '$.routes["/a"][0].plugin: Input should be a valid string'),
+        (
+            "plugins: {}\nroutes: {/a: [{plugin: [x]}]}\n",
+            '$.routes["/a"][0].plugin: Input should be a valid string',
+        ),
         ("plugins: {}\nroutes: {/a: [{plugin: x, conditions: {path: $}}]}\n", "conditions: expected a list"),
         (
             "plugins: {}\nroutes: {/a: [{plugin: x, conditions: [{path: $.a}]}]}\n",
@@ -476,13 +511,19 @@ def test_duplicate_keys(tmp_path: Path) -> None:
             "plugins: {}\nroutes: {/a: [{plugin: x, componentAllow: /x}]}\n",
             '$.routes["/a"][0].componentAllow: expected a list of plugin-local names',
         ),
-        ("plugins: {}\nroutes: {/a/{x}: [], /a/{y}: []}\n", "conflicts"),
+        ("plugins: {}\nroutes: {'/a/{x}': [], '/a/{y}': []}\n", "conflicts"),
         (
-            "plugins: {}\nroutes: {/a/{*c}: [{plugin: p, component: /{nope}}]}\n",
+            "plugins: {}\nroutes: {'/a/{*c}': [{plugin: p, component: '/{nope}'}]}\n",
             '$.routes["/a/{*c}"][0].component: template',
         ),
-        ("plugins: {}\nroutes: {}\nstateStore: {type: postgres}\n", "state store 'postgres' is not supported yet"),
-        ("plugins: {}\nroutes: {}\nstateStore: {type: redis}\n", "$.stateStore.type: unknown state store type"),
+        (
+            "plugins: {}\nroutes: {}\nstateStore: {type: postgres}\n",
+            "state store 'postgres' is not supported yet",
+        ),
+        (
+            "plugins: {}\nroutes: {}\nstateStore: {type: redis}\n",
+            "$.stateStore.type: unknown state store type",
+        ),
         ("plugins: {}\nroutes: {}\nstateStore: {}\n", "$.stateStore.type: missing state store type"),
         ("plugins: {}\nroutes: {}\nstateStore: {type: sqlite}\n", "$.stateStore.databaseUrl: missing SQLite"),
         (
@@ -490,7 +531,10 @@ def test_duplicate_keys(tmp_path: Path) -> None:
             "$.stateStore.maxConnections: Input should be a valid integer",
         ),
         ("plugins: {}\nroutes: {}\nretry: {transportMaxRetries: -1}\n", "$.retry.transportMaxRetries"),
-        ("plugins: {}\nroutes: {}\nretry: {backoff: {minDelayMs: 1}}\n", "$.retry.backoff.type: expected backoff type"),
+        (
+            "plugins: {}\nroutes: {}\nretry: {backoff: {minDelayMs: 1}}\n",
+            "$.retry.backoff.type: expected backoff type",
+        ),
         ("plugins: {}\nroutes: {}\nretry: {backoff: {type: linear}}\n", "got 'linear'"),
         (
             "plugins: {}\nroutes: {}\nretry: {backoff: {type: fibonacci, minDelayMs: soon}}\n",

@@ -38,7 +38,16 @@ def test_catch_all_and_single_segment() -> None:
     assert r.resolve("/builtin/eval", None) == ("builtin", "/eval")
     assert r.resolve("/builtin/a/b/c", None) == ("builtin", "/a/b/c")
     assert r.resolve("/python/udf", None) == ("py", "/udf")
-    for bad in ("/python/a/b", "/python/", "/python", "/builtin/", "/builtin", "/other/x", "builtin/eval", ""):
+    for bad in (
+        "/python/a/b",
+        "/python/",
+        "/python",
+        "/builtin/",
+        "/builtin",
+        "/other/x",
+        "builtin/eval",
+        "",
+    ):
         with pytest.raises(RoutingError) as info:
             r.resolve(bad, None)
         assert str(info.value) == no_match(bad)
@@ -140,6 +149,18 @@ def test_condition_path_missing_is_an_error() -> None:
     with pytest.raises(RoutingError) as info:
         r.resolve("/ai/chat", {"model": "x"})
     assert "$.opts.n" in str(info.value)
+
+
+def test_resolve_static_assumes_conditions_hold() -> None:
+    r = router_from_yaml(AI)
+    assert r.resolve_static("/ai/chat") == ("remote", "/chat")
+    with pytest.raises(RoutingError) as info:
+        r.resolve_static("/ai/other")
+    assert str(info.value) == no_match("/ai/other")
+    denied = Router.build({"/fs/{*component}": [rule("fs", component_deny=["/rm"])]})
+    assert denied.resolve_static("/fs/ls") == ("fs", "/ls")
+    with pytest.raises(RoutingError):
+        denied.resolve_static("/fs/rm")
 
 
 def test_conditional_results_are_not_cached() -> None:
@@ -304,7 +325,10 @@ def test_route_diagnostics() -> None:
 
 def test_route_diagnostics_empty() -> None:
     kinds = [(d["kind"], d["code"], d["path"]) for d in Router.build({}).route_diagnostics([])]
-    assert kinds == [("noPluginsConfigured", 1200, "$.plugins"), ("noRoutingRulesConfigured", 1201, "$.routes")]
+    assert kinds == [
+        ("noPluginsConfigured", 1200, "$.plugins"),
+        ("noRoutingRulesConfigured", 1201, "$.routes"),
+    ]
     assert Router.build({"/{*component}": [rule("builtin")]}).route_diagnostics(["builtin"]) == []
 
 

@@ -93,7 +93,9 @@ class _Parser:
         text = self.text
         self.pos += 1  # the '$'
         if self.pos >= len(text):
-            raise self.error("'$' at the end is not followed by a variable name (write '\\$' for a literal '$')")
+            raise self.error(
+                "'$' at the end is not followed by a variable name (write '\\$' for a literal '$')"
+            )
         if text[self.pos] != "{":
             name = self.parse_name()
             if not name:
@@ -167,7 +169,9 @@ def _sub_value(value: Any, environ: Mapping[str, str], where: str) -> Any:
     return value
 
 
-def substitute_plugin_options(options: dict[str, Any], environ: Mapping[str, str], *, plugin: str) -> dict[str, Any]:
+def substitute_plugin_options(
+    options: dict[str, Any], environ: Mapping[str, str], *, plugin: str
+) -> dict[str, Any]:
     """Return a copy of a plugin's options with ``command``, ``args`` items, ``env`` values, ``url``,
     ``headers`` values and ``cwd`` substituted. Other keys are returned untouched.
 

@@ -67,14 +67,17 @@ INLINE_SOURCE = "<inline test.config>"
 _TOP_KEYS = frozenset({"workingDirectory", "plugins", "routes", "stateStore", "retry"})
 _TOP_ALIASES = {"working_directory": "workingDirectory", "state_store": "stateStore"}
 _STATE_KEYS = frozenset({"type", "databaseUrl", "autoMigrate", "maxConnections"})
-_STATE_ALIASES = {"database_url": "databaseUrl", "auto_migrate": "autoMigrate", "max_connections": "maxConnections"}
+_STATE_ALIASES = {
+    "database_url": "databaseUrl",
+    "auto_migrate": "autoMigrate",
+    "max_connections": "maxConnections",
+}
 _RETRY_KEYS = frozenset({"transportMaxRetries", "backoff"})
 _RULE_KEYS = frozenset({"plugin", "conditions", "componentAllow", "componentDeny", "component"})
 _CONDITION_KEYS = frozenset({"path", "value"})
 _BACKOFF_KEYS = {
     name: frozenset(f.alias or n for n, f in cls.model_fields.items()) for name, cls in BACKOFF_TYPES.items()
 }
-
 
 
 @dataclass(slots=True)
@@ -158,7 +161,9 @@ def load_config(path: Path | None, *, default_working_dir: Path) -> LoadedConfig
     except FileNotFoundError:
         raise ConfigError("config file not found", file=file) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=file) from None
+        raise ConfigError(
+            f"config file is not UTF-8 text ({exc.reason} at byte {exc.start})", file=file
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror or exc}", file=file) from None
     try:
@@ -170,16 +175,17 @@ def load_config(path: Path | None, *, default_working_dir: Path) -> LoadedConfig
     return _Builder(file, doc.duplicate_keys).build(doc.value, source=path, working_dir=working_dir)
 
 
-def parse_config(data: Any, *, source: Path | None, working_dir: Path) -> LoadedConfig:
+def parse_config(data: Any, *, source: Path | None, working_dir: Path, json_root: str = "$") -> LoadedConfig:
     """Check an already-parsed config mapping, such as a flow's inline ``test.config``.
 
     ``working_dir`` is the default ``workingDirectory`` (the flow's directory for ``test.config``).
+    ``json_root`` is where the mapping sits in ``source`` (e.g. ``$.test.config``), for messages.
 
     Raises:
         ConfigError: naming ``source`` (or ``<inline test.config>``) and the JSON path.
     """
     file = str(source) if source is not None else INLINE_SOURCE
-    return _Builder(file, []).build(data, source=source, working_dir=working_dir)
+    return _Builder(file, [], json_root).build(data, source=source, working_dir=working_dir)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -232,12 +238,16 @@ def _is_known_level(segments: list[str | int]) -> bool:
 class _Builder:
     """Checks one config mapping; collects warnings; raises ConfigError on the first error."""
 
-    __slots__ = ("file", "duplicates", "warnings")
+    __slots__ = ("file", "duplicates", "warnings", "root")
 
-    def __init__(self, file: str, duplicates: list[DuplicateKey]) -> None:
+    def __init__(self, file: str, duplicates: list[DuplicateKey], root: str = "$") -> None:
         self.file = file
         self.duplicates = duplicates
         self.warnings: list[ConfigWarning] = []
+        self.root = root  # JSON path of the config mapping in its file ("$.test.config" inline)
+
+    def at(self, key: str) -> str:
+        return join_path(self.root, key)
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -265,7 +275,9 @@ class _Builder:
         for key, value in obj.items():
             if key in known:
                 if key in out:  # alias seen first
-                    raise self.error(join_path(path, key), f"given both as '{key}' and as its snake_case alias")
+                    raise self.error(
+                        join_path(path, key), f"given both as '{key}' and as its snake_case alias"
+                    )
                 out[key] = value
             elif aliases and key in aliases:
                 camel = aliases[key]
@@ -308,17 +320,22 @@ class _Builder:
     def build(self, data: Any, *, source: Path | None, working_dir: Path) -> LoadedConfig:
         self.check_duplicates()
         if data is None:
-            raise self.error("$", "the config is empty; expected a mapping with 'plugins' and 'routes'")
+            raise self.error(self.root, "the config is empty; expected a mapping with 'plugins' and 'routes'")
         top = self.keys(
-            self.mapping(data, "$", "a mapping with 'plugins' and 'routes'"), "$", _TOP_KEYS, _TOP_ALIASES
+            self.mapping(data, self.root, "a mapping with 'plugins' and 'routes'"),
+            self.root,
+            _TOP_KEYS,
+            _TOP_ALIASES,
         )
         wd = self.working_directory(top.get("workingDirectory"), working_dir)
         if "plugins" not in top:
-            raise self.error("$", "missing required key 'plugins' (a mapping of plugin name to {type: ...})")
+            raise self.error(
+                self.root, "missing required key 'plugins' (a mapping of plugin name to {type: ...})"
+            )
         plugins = self.plugins(top["plugins"])
         if "routes" not in top or top["routes"] is None:
             self.warn(
-                "$.routes",
+                self.at("routes"),
                 "no routes configured: treated as empty, so no component is routable",
                 "missingRoutes",
             )
@@ -342,26 +359,37 @@ class _Builder:
     def check_duplicates(self) -> None:
         for dup in self.duplicates:
             segments = _parse_path_segments(dup.path)
-            where = join_path(dup.path, dup.key)
+            where = "$"
+            for seg in segments if segments is not None else ():
+                where = join_path(where, seg)
+            if segments is None:
+                where = dup.path
+            where = join_path(where, dup.key)
             if segments is not None and _is_known_level(segments):
                 raise self.error(where, f"duplicate key '{dup.key}' (again at line {dup.line})")
-            self.warn(where, f"duplicate key '{dup.key}' at line {dup.line}: the last value wins", "duplicateKey")
+            self.warn(
+                where, f"duplicate key '{dup.key}' at line {dup.line}: the last value wins", "duplicateKey"
+            )
 
     def working_directory(self, value: Any, default: Path) -> Path:
         if value is None:
             return default
         if not isinstance(value, str) or not value:
-            raise self.error("$.workingDirectory", f"expected a directory path, got {_describe(value)}")
+            raise self.error(
+                self.at("workingDirectory"), f"expected a directory path, got {_describe(value)}"
+            )
         # Relative to the process's current directory, as upstream (config.md §1).
         return Path(os.path.abspath(os.path.expanduser(value)))
 
     def plugins(self, value: Any) -> dict[str, PluginEntry]:
-        raw = self.mapping(value, "$.plugins", "a mapping of plugin name to {type: ...}")
+        raw = self.mapping(value, self.at("plugins"), "a mapping of plugin name to {type: ...}")
         out: dict[str, PluginEntry] = {}
         for name, entry in raw.items():
             if not isinstance(name, str) or not name:
-                raise self.error("$.plugins", f"plugin names must be non-empty strings, got {_describe(name)}")
-            path = join_path("$.plugins", name)
+                raise self.error(
+                    self.at("plugins"), f"plugin names must be non-empty strings, got {_describe(name)}"
+                )
+            path = join_path(self.at("plugins"), name)
             body = self.mapping(entry, path, "a mapping with a 'type' key")
             if "type" not in body or body["type"] is None:
                 raise self.error(
@@ -370,21 +398,27 @@ class _Builder:
                 )
             ptype = body["type"]
             if not isinstance(ptype, str) or not ptype:
-                raise self.error(join_path(path, "type"), f"expected a plugin type name, got {_describe(ptype)}")
+                raise self.error(
+                    join_path(path, "type"), f"expected a plugin type name, got {_describe(ptype)}"
+                )
             out[name] = PluginEntry(type=ptype, options={k: v for k, v in body.items() if k != "type"})
         return out
 
     def routes(self, value: Any) -> dict[str, list[RouteRule]]:
-        raw = self.mapping(value, "$.routes", "a mapping of path pattern to a list of rules")
+        raw = self.mapping(value, self.at("routes"), "a mapping of path pattern to a list of rules")
         out: dict[str, list[RouteRule]] = {}
         for pattern, rules in raw.items():
             if not isinstance(pattern, str):
-                raise self.error("$.routes", f"route patterns must be strings, got {_describe(pattern)}")
-            path = join_path("$.routes", pattern)
+                raise self.error(
+                    self.at("routes"), f"route patterns must be strings, got {_describe(pattern)}"
+                )
+            path = join_path(self.at("routes"), pattern)
             if not pattern.startswith("/"):
                 raise self.error(path, f"route pattern {pattern!r} must start with '/'")
             if not isinstance(rules, list) or type(rules) is not list:
-                raise self.error(path, f"expected a list of rules ([{{plugin: ...}}]), got {_describe(rules)}")
+                raise self.error(
+                    path, f"expected a list of rules ([{{plugin: ...}}]), got {_describe(rules)}"
+                )
             out[pattern] = [self.rule(rule, join_path(path, i)) for i, rule in enumerate(rules)]
         # Pattern syntax and conflicts: the router is the one authority on them.
         from ..plugins.router import Router  # local import: router imports config.model
@@ -392,7 +426,10 @@ class _Builder:
         try:
             Router.build(out)
         except ConfigError as exc:
-            raise ConfigError(exc.message, file=self.file) from None
+            message = exc.message
+            if self.root != "$" and message.startswith("$"):
+                message = self.root + message[1:]
+            raise ConfigError(message, file=self.file) from None
         return out
 
     def rule(self, value: Any, path: str) -> RouteRule:
@@ -403,9 +440,12 @@ class _Builder:
         if conditions is not None:
             if not isinstance(conditions, list) or type(conditions) is not list:
                 cpath = join_path(path, "conditions")
-                raise self.error(cpath, f"expected a list of {{path, value}} conditions, got {_describe(conditions)}")
+                raise self.error(
+                    cpath, f"expected a list of {{path, value}} conditions, got {_describe(conditions)}"
+                )
             body["conditions"] = [
-                self.condition(c, join_path(join_path(path, "conditions"), j)) for j, c in enumerate(conditions)
+                self.condition(c, join_path(join_path(path, "conditions"), j))
+                for j, c in enumerate(conditions)
             ]
         else:
             body.pop("conditions", None)
@@ -414,7 +454,9 @@ class _Builder:
             if names is None:
                 continue
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise self.error(join_path(path, key), f"expected a list of plugin-local names, got {_describe(names)}")
+                raise self.error(
+                    join_path(path, key), f"expected a list of plugin-local names, got {_describe(names)}"
+                )
         return self.validate(RouteRule, body, path)
 
     def condition(self, value: Any, path: str) -> Condition:
@@ -429,20 +471,25 @@ class _Builder:
         try:
             parse_path(cpath)
         except PathSyntaxError as exc:
-            raise self.error(join_path(path, "path"), f"invalid path {cpath!r}: {exc}") from None
+            raise self.error(join_path(path, "path"), exc.message) from None
         return Condition(path=cpath, value=body["value"])
 
     def state_store(self, value: Any) -> StateStoreConfig:
-        path = "$.stateStore"
-        body = self.keys(self.mapping(value, path, "a mapping with a 'type' key"), path, _STATE_KEYS, _STATE_ALIASES)
+        path = self.at("stateStore")
+        body = self.keys(
+            self.mapping(value, path, "a mapping with a 'type' key"), path, _STATE_KEYS, _STATE_ALIASES
+        )
         stype = body.get("type")
         if stype is None:
-            raise self.error(join_path(path, "type"), "missing state store type (expected 'inMemory' or 'sqlite')")
+            raise self.error(
+                join_path(path, "type"), "missing state store type (expected 'inMemory' or 'sqlite')"
+            )
         if stype == "postgres":
             raise self.error(join_path(path, "type"), "state store 'postgres' is not supported yet")
         if stype not in ("inMemory", "sqlite"):
             raise self.error(
-                join_path(path, "type"), f"unknown state store type {stype!r} (expected 'inMemory' or 'sqlite')"
+                join_path(path, "type"),
+                f"unknown state store type {stype!r} (expected 'inMemory' or 'sqlite')",
             )
         if stype == "sqlite" and not isinstance(body.get("databaseUrl"), str):
             raise self.error(
@@ -452,7 +499,7 @@ class _Builder:
         return self.validate(StateStoreConfig, body, path)
 
     def retry(self, value: Any) -> RetryConfig:
-        path = "$.retry"
+        path = self.at("retry")
         body = self.keys(self.mapping(value, path, "a mapping"), path, _RETRY_KEYS)
         if body.get("backoff") is not None:
             body["backoff"] = self.backoff(body["backoff"], join_path(path, "backoff"))

@@ -46,13 +46,11 @@ class ConfigWarning:
     path: str
     message: str
     kind: str = "unknownField"
-    """``unknownField`` | ``snakeCaseAlias`` | ``duplicateKey`` | ``noRoutingRulesConfigured``."""
+    """``unknownField`` | ``snakeCaseAlias`` | ``duplicateKey`` | ``missingRoutes``."""
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
 
 # --------------------------------------------------------------------------------------------------

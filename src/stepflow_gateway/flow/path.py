@@ -49,17 +49,18 @@ class JsonPath:
 
     def lookup(self, value: Any) -> Any:
         """The value at this path, or :data:`MISSING` (wrong container kind, missing key, out of range)."""
-        for segment in self.segments:
-            if segment.__class__ is str:
-                if not isinstance(value, dict):
-                    return MISSING
-                value = value.get(segment, MISSING)
-                if value is MISSING:
-                    return MISSING
-            else:
-                if not isinstance(value, list) or segment >= len(value):  # type: ignore[operator]
-                    return MISSING
-                value = value[segment]  # type: ignore[index]
+        # Hot path (every $step/$input reference): exact-class checks first, exceptions only on a miss.
+        try:
+            for segment in self.segments:
+                if segment.__class__ is str:
+                    if value.__class__ is not dict and not isinstance(value, dict):
+                        return MISSING
+                else:
+                    if value.__class__ is not list and not isinstance(value, list):
+                        return MISSING
+                value = value[segment]
+        except (KeyError, IndexError):
+            return MISSING
         return value
 
     def display(self) -> str:

@@ -101,6 +101,8 @@ class PluginSet:
         self.plugins: dict[str, Plugin] = {}
         self.components: dict[str, list[ComponentInfo]] = {}
         self.failed: dict[str, str] = {}
+        self._stops: dict[str, tuple[anyio.Event, anyio.Event]] = {}
+        self._tg: Any = None
 
     def build(self, name: str, entry: Any) -> Plugin:
         from ..config.envsubst import substitute_plugin_options
@@ -119,12 +121,17 @@ class PluginSet:
         return cls(name, cfg)  # type: ignore[no-any-return]
 
     async def start_all(self) -> None:
-        """Build and start every configured plugin in config order; raise on the first failure."""
+        """Build and start every configured plugin in config order; raise on the first failure.
+
+        Each plugin lives in its own owner task in this set's task group, so that whatever
+        ``start`` enters (task groups, subprocesses, sessions) is exited by ``close`` in that same
+        task, and the start timeout's cancel scope never straddles the plugin's own scopes.
+        """
+        assert self._tg is not None, "use 'async with PluginSet(...)'"
         for name, entry in self.config.plugins.items():
             if self.only is not None and name not in self.only:
                 continue
             plugin = self.build(name, entry)
-            self.plugins[name] = plugin
             await self._start(name, plugin, entry)
 
     async def _start(self, name: str, plugin: Plugin, entry: Any) -> None:
@@ -142,8 +149,7 @@ class PluginSet:
         )
         try:
             with anyio.fail_after(timeout):
-                await plugin.start(ctx)
-                self.components[name] = list(await plugin.list_components())
+                await self._tg.start(self._owner, name, plugin, ctx)
         except TimeoutError:
             raise PluginStartError(f"did not start within {timeout:g} s", plugin=name) from None
         except GatewayError as exc:
@@ -153,6 +159,35 @@ class PluginSet:
         except Exception as exc:
             raise PluginStartError(f"failed to start: {type(exc).__name__}: {exc}", plugin=name) from exc
         log.debug("plugin started", plugin=name, components=len(self.components[name]))
+
+    async def _owner(self, name: str, plugin: Plugin, ctx: PluginContext, *, task_status: Any) -> None:
+        stop = anyio.Event()
+        closed = anyio.Event()
+        try:
+            try:
+                await plugin.start(ctx)
+                self.components[name] = list(await plugin.list_components())
+            except BaseException:
+                try:
+                    await plugin.close()
+                except Exception:
+                    pass
+                raise
+            self.plugins[name] = plugin
+            self._stops[name] = (stop, closed)
+            task_status.started()
+            await stop.wait()
+        finally:
+            if name in self.plugins:
+                # No new cancel scope around close(): a plugin may exit scopes here that it entered
+                # in start(), which is only legal when they are the innermost ones of this task.
+                # Plugins bound their own shutdown waits.
+                try:
+                    await plugin.close()
+                except Exception as exc:
+                    log.warning("plugin close failed", plugin=name, error=str(exc))
+                self.plugins.pop(name, None)
+            closed.set()
 
     async def refresh(self, name: str) -> None:
         """Re-list one plugin's components (called on change notifications)."""
@@ -167,25 +202,32 @@ class PluginSet:
 
     async def close(self) -> None:
         """Close every plugin, last started first; errors are logged, never raised."""
-        for name in reversed(list(self.plugins)):
-            plugin = self.plugins[name]
-            try:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(15):
-                    await plugin.close()
-            except Exception as exc:
-                log.warning("plugin close failed", plugin=name, error=str(exc))
-        self.plugins.clear()
+        for name in reversed(list(self._stops)):
+            stop, closed = self._stops.pop(name)
+            stop.set()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(20):
+                await closed.wait()
 
     async def __aenter__(self) -> PluginSet:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
         try:
             await self.start_all()
-        except BaseException:
+        except BaseException as exc:
             await self.close()
+            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
+            self._tg = None
             raise
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self.close()
+        finally:
+            tg, self._tg = self._tg, None
+            if tg is not None:
+                tg.cancel_scope.cancel()
+                await tg.__aexit__(None, None, None)
 
     def registry(self, router: Any) -> list[RegisteredComponent]:
         """Every component of every started plugin with its public path (``None`` if unreachable)."""

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.model import join_path
 from ..errors import ConfigError, RoutingError
-from ..flow.path import MISSING, JsonPath, parse_path
+from ..flow.path import MISSING, JsonPath, PathSyntaxError, parse_path
 from ..jsonutil import json_equal
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ class _Node:
     static: dict[str, _Node] = field(default_factory=dict)
     param: _Node | None = None
     param_name: str | None = None
+    param_owner: str | None = None  # the pattern that named the parameter first (for messages)
     catch_all: _Route | None = None
     catch_all_name: str | None = None
     route: _Route | None = None  # a pattern ending exactly here
@@ -149,10 +150,12 @@ def _compile_route(pattern: str, rules: list[RouteRule]) -> _Route:
         for j, cond in enumerate(rule.conditions):
             try:
                 conds.append((parse_path(cond.path), cond.value))
-            except Exception as exc:  # PathSyntaxError; the loader reports it first with its path
-                raise ConfigError(f"{rwhere}.conditions[{j}].path: invalid path {cond.path!r}: {exc}") from None
+            except PathSyntaxError as exc:  # the loader reports it first; this guards direct use
+                raise ConfigError(f"{rwhere}.conditions[{j}].path: {exc.message}") from None
         template = (
-            _parse_template(rule.component, shell, f"{rwhere}.component") if rule.component is not None else None
+            _parse_template(rule.component, shell, f"{rwhere}.component")
+            if rule.component is not None
+            else None
         )
         compiled.append(
             _Rule(
@@ -224,10 +227,11 @@ class Router:
             if node.param is None:
                 node.param = _Node()
                 node.param_name = name
+                node.param_owner = route.pattern
             elif node.param_name != name:
                 raise ConfigError(
-                    f"{where}: conflicts with another route that names this segment "
-                    f"{{{node.param_name}}} instead of {{{name}}}"
+                    f"{where}: conflicts with route {node.param_owner!r}: the same segment is "
+                    f"{{{node.param_name}}} there and {{{name}}} here; use one name"
                 )
             node = node.param
         if node.route is not None:
@@ -307,7 +311,9 @@ class Router:
             self._resolved[component] = result
         return result
 
-    def _select(self, route: _Route, params: dict[str, str], component: str, step_input: Any) -> tuple[str, str]:
+    def _select(
+        self, route: _Route, params: dict[str, str], component: str, step_input: Any
+    ) -> tuple[str, str]:
         for rule in route.rules:
             if rule.conditions and not self._conditions_hold(rule, route, component, step_input):
                 continue
@@ -341,6 +347,23 @@ class Router:
                 f"parameter, and its rule for plugin '{rule.plugin}' has no 'component' template"
             )
         return "/" + value
+
+    def resolve_static(self, component: str) -> tuple[str, str]:
+        """Resolution without a step input, for validation: conditions are assumed to hold, so the
+        first rule whose allow/deny lists accept the name wins.
+
+        Raises:
+            RoutingError: as ``resolve``, when no rule could apply whatever the input.
+        """
+        match = self._match(component)
+        if match is None:
+            raise RoutingError(f"No matching rule found for component: {component}")
+        route, params = match
+        for rule in route.rules:
+            name = self._local_name(rule, route, params, component)
+            if rule.accepts(name):
+                return rule.plugin, name
+        raise RoutingError(f"No matching rule found for component: {component}")
 
     def needs_input(self, component: str) -> bool:
         """Whether resolving ``component`` can depend on the step input (some rule has conditions
@@ -431,7 +454,9 @@ class Router:
         if not plugins:
             out.append(_diag("noPluginsConfigured", 1200, "warning", "No plugins configured", "$.plugins"))
         if not self._routes:
-            out.append(_diag("noRoutingRulesConfigured", 1201, "warning", "No routing rules configured", "$.routes"))
+            out.append(
+                _diag("noRoutingRulesConfigured", 1201, "warning", "No routing rules configured", "$.routes")
+            )
         used: set[str] = set()
         for route in self._routes:
             for rule in route.rules:

@@ -12,7 +12,6 @@ from typing import Any
 from ...engine.result import FlowResult
 from ...errors import GatewayError
 from ..base import ExecutionContext, RunInfo
-from .blobs import check_blob_id
 from ._errors import (
     builtin_error,
     describe,
@@ -22,6 +21,7 @@ from ._errors import (
     require,
     require_str,
 )
+from .blobs import check_blob_id
 
 __all__ = ["eval_flow", "iterate_flow", "map_flow"]
 

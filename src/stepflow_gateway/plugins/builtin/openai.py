@@ -118,11 +118,11 @@ class OpenAIClient:
             self._client = httpx2.AsyncClient(timeout=REQUEST_TIMEOUT_S)
         try:
             with anyio.fail_after(REQUEST_TIMEOUT_S):
-                resp = await self._client.post(
-                    url, json=body, headers={"Authorization": f"Bearer {api_key}"}
-                )
+                resp = await self._client.post(url, json=body, headers={"Authorization": f"Bearer {api_key}"})
         except (TimeoutError, httpx2.TimeoutException):
-            raise builtin_error(GENERATING, f"request to {url} timed out after {REQUEST_TIMEOUT_S:g} s") from None
+            raise builtin_error(
+                GENERATING, f"request to {url} timed out after {REQUEST_TIMEOUT_S:g} s"
+            ) from None
         except httpx2.HTTPError as exc:
             raise builtin_error(GENERATING, f"request to {url} failed: {exc!s}") from None
         if resp.status_code >= 400:

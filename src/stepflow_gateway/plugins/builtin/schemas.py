@@ -187,7 +187,10 @@ BUILTIN_INFOS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
                     "description": "The system instructions to include in the message list",
                     "type": ["string", "null"],
                 },
-                "user_prompt": {"description": "The user prompt to include in the message list", "type": "string"},
+                "user_prompt": {
+                    "description": "The user prompt to include in the message list",
+                    "type": "string",
+                },
             },
             ["user_prompt"],
         ),

@@ -13,6 +13,7 @@ stream so that its end sets ``Connection.lost``, which the owner task waits on. 
 from __future__ import annotations
 
 import shutil
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -157,6 +158,7 @@ async def open_connection(
     environ: Any,
     message_handler: MessageHandler,
     logging_callback: Callable[[Any], Awaitable[None]],
+    stderr_tail: deque[str] | None = None,
 ) -> AsyncIterator[Connection]:
     """Connect and handshake (in ``config.mode``); yield the live connection.
 
@@ -186,7 +188,7 @@ async def open_connection(
             params = StdioServerParameters(
                 command=resolve_command(config.command, cwd, env), args=list(config.args), env=env, cwd=cwd
             )
-            pump = StderrPump(plugin)
+            pump = StderrPump(plugin, stderr_tail)
             # Our copy of the pipe's write end is closed when the connection ends; the reader
             # thread then stops once the child (and anything it spawned) has exited too.
             stack.callback(pump.close)

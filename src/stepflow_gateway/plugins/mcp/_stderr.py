@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from typing import IO
 
 import structlog
@@ -24,14 +25,14 @@ class StderrPump:
 
     __slots__ = ("_read_fd", "_thread", "writer")
 
-    def __init__(self, plugin: str) -> None:
+    def __init__(self, plugin: str, tail: deque[str] | None = None) -> None:
         read_fd, write_fd = os.pipe()
         self._read_fd = read_fd
         self.writer: IO[str] = os.fdopen(write_fd, "w", encoding="utf-8", errors="replace")
         """Pass this as ``errlog``; the child inherits its fd."""
         log = structlog.get_logger(__name__).bind(plugin=plugin)
         self._thread = threading.Thread(
-            target=_pump, args=(read_fd, log), name=f"mcp-stderr-{plugin}", daemon=True
+            target=_pump, args=(read_fd, log, tail), name=f"mcp-stderr-{plugin}", daemon=True
         )
         self._thread.start()
 
@@ -43,9 +44,12 @@ class StderrPump:
             pass
 
 
-def _pump(read_fd: int, log: structlog.typing.FilteringBoundLogger) -> None:
+def _pump(read_fd: int, log: structlog.typing.FilteringBoundLogger, tail: deque[str] | None) -> None:
     with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace") as stream:
         for line in stream:
             text = line.rstrip("\r\n")
             if text:
                 log.info("mcp server stderr", line=text[:_MAX_LINE])
+                if tail is not None:
+                    # The last lines explain a failed start better than "Connection closed".
+                    tail.append(text[:_MAX_LINE])

@@ -20,9 +20,10 @@ fresh session.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
-from contextlib import AsyncExitStack
+from collections import deque
 from functools import partial
 from typing import Any, ClassVar
 
@@ -53,6 +54,8 @@ REFRESH_DEBOUNCE_S = 0.2
 """Coalesce bursts of ``list_changed`` into one re-listing (mcp.md §4)."""
 CLOSE_TIMEOUT_S = 10.0
 """Bound on close(): the SDK's stdio shutdown takes at most ~6 s (2 s grace, SIGTERM, SIGKILL)."""
+_STDERR_TAIL_LINES = 5
+"""How many of the server's last stderr lines a start/reconnect failure quotes."""
 _SESSION_EXPIRED = "Session terminated"
 """The SDK's message for an HTTP 404 on a known session id (streamable HTTP)."""
 
@@ -75,8 +78,11 @@ class McpPlugin:
         self._catalogue = Catalogue({}, [])
         self._catalogue_gen = 0
         self._last_error = "not connected"
+        self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL_LINES)
         self._closing = False
-        self._stack: AsyncExitStack | None = None
+        self._owner_task: asyncio.Task[None] | None = None
+        """Strong reference: the event loop keeps only weak ones."""
+        self._owner_done: anyio.Event | None = None
         self._owner_scope: anyio.CancelScope | None = None
         # Created in serve(): anyio primitives want a running event loop.
         self._want: anyio.Event | None = None
@@ -88,22 +94,38 @@ class McpPlugin:
     async def start(self, ctx: PluginContext) -> None:
         """Connect, handshake and list the tools (bounded by ``startTimeoutMs``).
 
-        Runs :meth:`serve` in a task group entered here and left in :meth:`close`, so ``start``
-        and ``close`` must be called from the same task, and plugins closed in reverse start
-        order (an ``AsyncExitStack`` in the registry does both).
+        The owner task (:meth:`serve`) runs as its own asyncio task, so the caller may wrap
+        ``start`` in any cancel scope (``fail_after``) and call ``close`` from any task. Hosts
+        that prefer structured concurrency run ``await tg.start(plugin.serve, ctx)`` instead.
 
         Raises:
             PluginStartError: spawn, connect, handshake or listing failed or timed out.
         """
-        stack = AsyncExitStack()
+        started = anyio.Event()
+        failure: list[BaseException] = []
+        self._owner_done = anyio.Event()
+
+        async def owner() -> None:
+            try:
+                await self.serve(ctx, task_status=_StartedFlag(started))  # type: ignore[arg-type]
+            except BaseException as exc:  # noqa: BLE001 - handed to start(), or logged below
+                if not started.is_set():
+                    failure.append(exc)
+                elif not isinstance(exc, asyncio.CancelledError):
+                    self._log.error("mcp owner task crashed", error=describe(exc))
+            finally:
+                started.set()
+                assert self._owner_done is not None
+                self._owner_done.set()
+
+        self._owner_task = asyncio.get_running_loop().create_task(owner(), name=f"mcp-owner-{self.name}")
         try:
-            tg = await stack.enter_async_context(anyio.create_task_group())
-            await tg.start(self.serve, ctx)
+            await started.wait()
         except BaseException:
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
+            await self.close()
             raise
-        self._stack = stack
+        if failure:
+            raise failure[0]
 
     async def serve(self, ctx: PluginContext, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """The owner task: run connections until :meth:`close`; ``started`` after the first one.
@@ -129,11 +151,16 @@ class McpPlugin:
                     if failures:
                         await anyio.sleep(self._backoff_s(failures))
                 self._want = anyio.Event()
+                self._stderr_tail.clear()
                 try:
                     await self._run_connection(task_status if first else None)
                     failures = 0
                 except Exception as exc:
                     detail = describe(exc)
+                    if self._stderr_tail:
+                        # Let stderr lines written just before the exit reach the tail.
+                        await anyio.sleep(0.05)
+                        detail = f"{detail} (server stderr: {' | '.join(self._stderr_tail)})"
                     if first:
                         raise PluginStartError(
                             f"MCP server failed to start: {detail}", plugin=self.name
@@ -149,12 +176,14 @@ class McpPlugin:
         self._closing = True
         if self._owner_scope is not None:
             self._owner_scope.cancel()
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_S):
-                await stack.aclose()
         if self._attempt_done is not None:
             self._attempt_done.set()
+        done = self._owner_done
+        if done is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT_S) as scope:
+                await done.wait()
+            if scope.cancelled_caught:
+                self._log.warning("mcp owner task did not stop in time", timeout_s=CLOSE_TIMEOUT_S)
 
     # -- catalogue ----------------------------------------------------------------------------------
 
@@ -355,6 +384,7 @@ class McpPlugin:
                     environ=ctx.environ,
                     message_handler=self._on_message,
                     logging_callback=self._on_server_log,
+                    stderr_tail=self._stderr_tail,
                 ) as conn:
                     tools = await list_all_tools(conn.client)
                     self._set_catalogue(build_catalogue(tools, conn.client.server_capabilities))
@@ -464,6 +494,18 @@ class McpPlugin:
         for _ in range(failures - 1):
             a, b = b, a + b
         return min(1.0 * a, 10.0)
+
+
+class _StartedFlag:
+    """A ``TaskStatus`` that sets an event: lets :meth:`McpPlugin.start` await ``serve``."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self, event: anyio.Event) -> None:
+        self._event = event
+
+    def started(self, value: object = None) -> None:
+        self._event.set()
 
 
 def describe(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ A successful response is always ``success(output)``: a FlowResult-shaped output 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -99,6 +100,30 @@ class _Connection:
         self.stop.set()
 
 
+class _Status:
+    """Wraps ``task_status`` to remember whether the connection was published."""
+
+    __slots__ = ("_inner", "published")
+
+    def __init__(self, inner: TaskStatus[_Connection]) -> None:
+        self._inner = inner
+        self.published = False
+
+    def started(self, value: _Connection) -> None:
+        self.published = True
+        self._inner.started(value)
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The meaningful exception inside (nested, single-member) exception groups."""
+    while isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not isinstance(e, anyio.get_cancelled_exc_class())]
+        if not inner:
+            return exc
+        exc = inner[0]
+    return exc
+
+
 async def _wait_any(*events: anyio.Event) -> None:
     async with anyio.create_task_group() as tg:
 
@@ -129,7 +154,8 @@ class StepflowPlugin:
         self.name = name
         self.config = config
         self._ctx: PluginContext | None = None
-        self._stack: AsyncExitStack | None = None
+        self._host: asyncio.Task[None] | None = None
+        self._closing = anyio.Event()
         self._tg: TaskGroup | None = None
         self._conn: _Connection | None = None
         self._lock = anyio.Lock()
@@ -150,27 +176,48 @@ class StepflowPlugin:
         """
         self._ctx = ctx
         self._callbacks = CallbackHandler(ctx.runtime, plugin=self.name, find_context=self._find_context)
-        stack = AsyncExitStack()
-        try:
-            self._tg = await stack.enter_async_context(anyio.create_task_group())
-            stack.push_async_callback(self._stop_connection)
-            if self.config.shape != "stdio":
-                self._http = make_client()
-                stack.push_async_callback(self._http.aclose)
-            if not self.config.lazy_start:
+        if self.config.shape != "stdio":
+            self._http = make_client()
+        # ``start`` and ``close`` are separate calls, each of which the registry may wrap in its own
+        # cancel scope (the start timeout), so a task group entered here could not be exited in
+        # ``close``. The connection owner tasks therefore live in a task of their own, which
+        # ``close`` stops and awaits.
+        ready = anyio.Event()
+        self._closing = anyio.Event()
+        self._host = asyncio.get_running_loop().create_task(self._host_main(ready), name=f"stepflow:{self.name}")
+        await ready.wait()
+        if not self.config.lazy_start:
+            try:
                 await self._connection()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
-            raise
-        self._stack = stack
+            except BaseException:
+                await self.close()
+                raise
+
+    async def _host_main(self, ready: anyio.Event) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                ready.set()
+                await self._closing.wait()
+                tg.cancel_scope.cancel()
+        except Exception:  # owner tasks never raise once published; this is a last resort
+            self._log.exception("plugin host task failed")
+        finally:
+            self._tg = None
+            ready.set()
 
     async def close(self) -> None:
         """Stop the server: close stdin, wait, terminate, kill (bounded; no orphans)."""
-        stack, self._stack = self._stack, None
-        if stack is not None:
-            with anyio.CancelScope(shield=True):
-                await stack.aclose()
+        host, self._host = self._host, None
+        with anyio.CancelScope(shield=True):
+            await self._stop_connection()
+            if host is not None:
+                self._closing.set()
+                with anyio.move_on_after(self.config.shutdown_grace_ms / 1000 * 3 + 5):
+                    await asyncio.shield(host)
+            if self._http is not None:
+                http, self._http = self._http, None
+                await http.aclose()
 
     async def _stop_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -254,7 +301,7 @@ class StepflowPlugin:
             return False
         if self.config.shape == "remote":
             return isinstance(exc, ConnectError)  # nothing delivered (protocol.md §7.4)
-        return isinstance(exc, (TransportClosed, ConnectError, PluginStartError, TransportError))
+        return isinstance(exc, (TransportClosed, ConnectError, PluginStartError))
 
     def _max_retries(self) -> int:
         retry = self._ctx.retry if self._ctx is not None else None
@@ -308,29 +355,28 @@ class StepflowPlugin:
     async def _serve_connection(self, generation: int, *, task_status: TaskStatus[_Connection]) -> None:
         """Owner task of one incarnation: opens it, publishes it, waits for its end, tears it down.
 
-        Raises (only before publishing):
-            PluginStartError: the incarnation could not be opened.
+        It never raises once the connection is published (an error here would cancel the task that
+        started the plugin). Before that, it raises ``PluginStartError``.
         """
-        shape = self.config.shape
-        published = False
+        status = _Status(task_status)
         try:
-            if shape == "stdio":
-                await self._serve_stdio(generation, task_status)
-            elif shape == "worker":
-                await self._serve_worker(generation, task_status)
+            if self.config.shape == "stdio":
+                await self._serve_stdio(generation, status)
+            elif self.config.shape == "worker":
+                await self._serve_worker(generation, status)
             else:
-                await self._serve_remote(generation, task_status)
-            published = True
-        except PluginStartError:
-            raise
-        except GatewayError as exc:
-            raise PluginStartError(f"start failed: {exc.message}", plugin=self.name) from exc
-        except RpcError as exc:
-            raise PluginStartError(f"initialize failed: {exc}", plugin=self.name) from exc
-        except Exception as exc:
-            if published:
-                self._log.exception("connection owner failed")
+                await self._serve_remote(generation, status)
+        except Exception as raw:
+            exc = _leaf(raw)
+            if status.published:
+                self._log.error("connection owner failed", error=repr(exc))
                 return
+            if isinstance(exc, PluginStartError):
+                raise exc from None
+            if isinstance(exc, GatewayError):
+                raise PluginStartError(f"start failed: {exc.message}", plugin=self.name) from exc
+            if isinstance(exc, RpcError):
+                raise PluginStartError(f"initialize failed: {exc}", plugin=self.name) from exc
             raise PluginStartError(f"start failed: {exc!r}", plugin=self.name) from exc
 
     def _child_argv_env(self) -> tuple[list[str], dict[str, str], Any]:
@@ -359,7 +405,7 @@ class StepflowPlugin:
         await link.notify(Method.INITIALIZED, {})
         return link, fast
 
-    async def _serve_stdio(self, generation: int, task_status: TaskStatus[_Connection]) -> None:
+    async def _serve_stdio(self, generation: int, task_status: _Status) -> None:
         argv, env, cwd = self._child_argv_env()
         grace = self.config.shutdown_grace_ms / 1000
         async with AsyncExitStack() as stack:
@@ -375,7 +421,7 @@ class StepflowPlugin:
     async def _run_incarnation(
         self,
         generation: int,
-        task_status: TaskStatus[_Connection],
+        task_status: _Status,
         child: Child | None,
         base: Peer | HttpChannel,
         listener: FastListener | None,
@@ -413,7 +459,7 @@ class StepflowPlugin:
                 await _wait_any(*watched)
                 reason = conn.reason or (child.describe_exit() if child is not None and child.exited.is_set() else "closed")
                 conn.kill(reason)
-                if not conn.stop.is_set() or conn.reason != "plugin closed":
+                if reason != "plugin closed":
                     self._log.warning("server connection ended", generation=generation, reason=reason)
                 for peer in (base, getattr(link, "peer", None)):
                     if isinstance(peer, Peer):
@@ -422,7 +468,7 @@ class StepflowPlugin:
         if error is not None:
             raise error
 
-    async def _serve_worker(self, generation: int, task_status: TaskStatus[_Connection]) -> None:
+    async def _serve_worker(self, generation: int, task_status: _Status) -> None:
         argv, env, cwd = self._child_argv_env()
         grace = self.config.shutdown_grace_ms / 1000
         async with AsyncExitStack() as stack:
@@ -440,7 +486,7 @@ class StepflowPlugin:
 
             await self._run_incarnation(generation, task_status, child, channel, listener, after_port)
 
-    async def _serve_remote(self, generation: int, task_status: TaskStatus[_Connection]) -> None:
+    async def _serve_remote(self, generation: int, task_status: _Status) -> None:
         assert self.config.url is not None
         channel = self._http_channel(self.config.url)
         await self._run_incarnation(generation, task_status, None, channel, None)
