@@ -189,8 +189,15 @@ def blob_id(value: Any) -> str:
 # Kind tags: bool, int and float are different JSON kinds even where Python's == says otherwise.
 _NULL, _BOOL, _INT, _FLOAT, _STR, _LIST, _DICT, _PAIRS = range(8)
 _KINDS: dict[type, int] = {
-    type(None): _NULL, bool: _BOOL, int: _INT, float: _FLOAT, str: _STR, list: _LIST, tuple: _LIST,
-    dict: _DICT, ComplexKeyMap: _PAIRS,
+    type(None): _NULL,
+    bool: _BOOL,
+    int: _INT,
+    float: _FLOAT,
+    str: _STR,
+    list: _LIST,
+    tuple: _LIST,
+    dict: _DICT,
+    ComplexKeyMap: _PAIRS,
 }
 
 
@@ -200,8 +207,14 @@ def _kind(value: Any) -> int:
         return kind
     # subclasses (str enums, OrderedDict ...): the first matching base decides
     for base, tag in (
-        (ComplexKeyMap, _PAIRS), (bool, _BOOL), (int, _INT), (float, _FLOAT), (str, _STR),
-        (dict, _DICT), (list, _LIST), (tuple, _LIST),
+        (ComplexKeyMap, _PAIRS),
+        (bool, _BOOL),
+        (int, _INT),
+        (float, _FLOAT),
+        (str, _STR),
+        (dict, _DICT),
+        (list, _LIST),
+        (tuple, _LIST),
     ):
         if isinstance(value, base):
             return tag

@@ -110,10 +110,14 @@ _I64_MIN = -(2**63)
 # Rust's `f64::from_str` grammar for finite decimal numbers (no `_`, no spaces, one optional sign).
 _FLOAT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _DIGITS_RE = re.compile(r"[0-9]+\Z")
-_RADIX = {"0x": (16, re.compile(r"[0-9a-fA-F]+\Z")), "0o": (8, re.compile(r"[0-7]+\Z")),
-          "0b": (2, re.compile(r"[01]+\Z"))}
-_INF_NAN = frozenset({".inf", ".Inf", ".INF", "-.inf", "-.Inf", "-.INF", "+.inf", "+.Inf", "+.INF",
-                      ".nan", ".NaN", ".NAN"})
+_RADIX = {
+    "0x": (16, re.compile(r"[0-9a-fA-F]+\Z")),
+    "0o": (8, re.compile(r"[0-7]+\Z")),
+    "0b": (2, re.compile(r"[01]+\Z")),
+}
+_INF_NAN = frozenset(
+    {".inf", ".Inf", ".INF", "-.inf", "-.Inf", "-.INF", "+.inf", "+.Inf", "+.INF", ".nan", ".NaN", ".NAN"}
+)
 _NUMBER_START = frozenset("0123456789+-.")
 _NOT_A_NUMBER: Any = object()
 
@@ -312,9 +316,7 @@ class _Builder:
             # serde_json reads every scalar key as a string: its source text (`1: a` -> "1").
             key = key_node.value
             if key in result:
-                self.duplicates.append(
-                    DuplicateKey(_display(segments), key, key_node.start_mark.line + 1)
-                )
+                self.duplicates.append(DuplicateKey(_display(segments), key, key_node.start_mark.line + 1))
             segments.append(key)
             result[key] = self.build(value_node)
             segments.pop()
@@ -374,7 +376,7 @@ class _Builder:
 
     def unsupported_tag(self, node: Node) -> YamlError:
         tag = node.tag
-        shown = "!!" + tag[len(_TAG_PREFIX):] if tag.startswith(_TAG_PREFIX) else tag
+        shown = "!!" + tag[len(_TAG_PREFIX) :] if tag.startswith(_TAG_PREFIX) else tag
         return self.fail(
             node,
             f"unsupported tag {shown}: only the standard tags !!str, !!int, !!float, !!bool, !!null, "
@@ -468,7 +470,8 @@ def load_yaml_file(path: str | os.PathLike[str]) -> YamlDocument:
         with open(source, encoding="utf-8") as handle:
             text = handle.read()
     except UnicodeDecodeError as exc:
-        raise YamlError(f"the file is not valid UTF-8 ({exc.reason} at byte {exc.start})", source=source) from None
+        problem = f"the file is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        raise YamlError(problem, source=source) from None
     except OSError as exc:
         raise YamlError(f"cannot read the file: {exc.strerror or exc}", source=source) from None
     return load_yaml(text, source=source)

@@ -91,19 +91,14 @@ def test_float_layout(value: float, text: str) -> None:
 
 def _reference_layout(value: float) -> str:
     """builtins.md §2's table, written out directly from Python's shortest digits."""
-    digits_text, _, exp_text = f"{value:.17e}".partition("e")  # only for the sign and exponent
     r = repr(abs(value))
     if "e" in r:
         mantissa, _, e = r.partition("e")
-        exp = int(e)
+        exp = int(e)  # value = d.ddd x 10^exp
     else:
-        mantissa, exp = r, int(exp_text) if value else 0
-        # recover the decimal exponent of the shortest digits from the fixed form
+        mantissa = r
         whole, _, frac = r.partition(".")
-        if whole != "0":
-            exp = len(whole) - 1
-        else:
-            exp = -(len(frac) - len(frac.lstrip("0"))) - 1
+        exp = len(whole) - 1 if whole != "0" else -(len(frac) - len(frac.lstrip("0"))) - 1
     digits = mantissa.replace(".", "").strip("0") or "0"
     kk = exp + 1
     sign = "-" if math.copysign(1, value) < 0 else ""
@@ -142,7 +137,7 @@ def test_float_layout_random_sample() -> None:
 
 
 def test_strings_escapes() -> None:
-    value = "q\" b\\ \b\f\n\r\t \x00\x01\x1f\x7f / é 😀 \u2028 e+5"
+    value = 'q" b\\ \b\f\n\r\t \x00\x01\x1f\x7f / é 😀 \u2028 e+5'
     expected = '"q\\" b\\\\ \\b\\f\\n\\r\\t \\u0000\\u0001\\u001f\x7f / é 😀 \u2028 e+5"'
     assert dumps_compact(value) == expected
     assert _compact_bytes_py(value).decode() == expected
@@ -150,7 +145,7 @@ def test_strings_escapes() -> None:
 
 
 def test_exponent_fix_leaves_strings_alone() -> None:
-    value = {"1e+16": "x 1e+16 \\\"e+", "f": 1e16, "g": [2.5e20, "e+"]}
+    value = {"1e+16": 'x 1e+16 \\"e+', "f": 1e16, "g": [2.5e20, "e+"]}
     assert dumps_compact(value) == '{"1e+16":"x 1e+16 \\\\\\"e+","f":1e16,"g":[2.5e20,"e+"]}'
 
 

@@ -215,7 +215,7 @@ async def _run_file(path: Path, doc: dict[str, Any], test: dict[str, Any], selec
         if config is not None:
             cfg = load_config(config, default_working_dir=Path.cwd())
         elif isinstance(inline, dict):
-            cfg = parse_config(servers.substitute(inline), source=path, working_dir=flow_dir)
+            cfg = parse_config(servers.substitute(inline), source=path, working_dir=flow_dir, json_root="$.test.config")
         else:
             cfg = load_config(find_test_config(flow_dir, Path.cwd()), default_working_dir=Path.cwd())
         summary.files_tested += 1

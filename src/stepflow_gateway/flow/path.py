@@ -135,7 +135,7 @@ def _parse_cached(text: str | None) -> JsonPath:
 
 
 def _bracket(text: str, body: str, pos: int, segments: list[str | int]) -> int:
-    """Parse ``[n]`` / ``["key"]`` / ``['key']`` starting at ``body[pos] == '['``; return the next position."""
+    """Parse ``[n]``, ``["key"]`` or ``['key']`` at ``body[pos] == '['``; return the next position."""
     quoted = _QUOTED.match(body, pos + 1)
     if quoted is not None:
         segments.append(quoted.group(2))

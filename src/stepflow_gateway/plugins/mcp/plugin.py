@@ -127,7 +127,9 @@ class McpPlugin:
         if failure:
             raise failure[0]
 
-    async def serve(self, ctx: PluginContext, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, ctx: PluginContext, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """The owner task: run connections until :meth:`close`; ``started`` after the first one.
 
         Raises:
@@ -272,9 +274,7 @@ class McpPlugin:
             mcp_error: dict[str, Any] = {"code": exc.code, "message": exc.message}
             if exc.data is not None:
                 mcp_error["data"] = exc.data
-            return FlowResult.failed(
-                500, f"MCP request '{component[1:]}' failed", {"mcpError": mcp_error}
-            )
+            return FlowResult.failed(500, f"MCP request '{component[1:]}' failed", {"mcpError": mcp_error})
         except Exception as exc:
             raise self._call_failure(conn, exc) from exc
 
@@ -358,7 +358,12 @@ class McpPlugin:
         self, component: str, step_id: str, progress: float, total: float | None, message: str | None
     ) -> None:
         self._log.debug(
-            "mcp progress", component=component, step_id=step_id, progress=progress, total=total, message=message
+            "mcp progress",
+            component=component,
+            step_id=step_id,
+            progress=progress,
+            total=total,
+            message=message,
         )
 
     # -- owner-task internals -------------------------------------------------------------------
