@@ -35,6 +35,9 @@ from .state.base import ItemRecord, RunRecord, StateStore, StepRecord
 
 __all__ = ["Gateway", "RunHandle"]
 
+from .logging import ensure_default as _ensure_logging
+
+_ensure_logging()
 log = structlog.get_logger(__name__)
 
 _PLAN_CACHE_SIZE = 256

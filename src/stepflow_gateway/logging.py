@@ -53,3 +53,18 @@ def configure(level: str | None = None, *, json: bool | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(stream=sys.stderr, level=max(lvl, logging.WARNING))
+
+
+def ensure_default() -> None:
+    """Give structlog a quiet stderr default (warnings and up) when the embedding app configured nothing.
+
+    structlog's own default prints every level to *stdout*, which would corrupt a JSON-RPC channel
+    or a command's JSON output. An application that configures structlog itself is left alone.
+    """
+    if not structlog.is_configured():
+        structlog.configure(
+            processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+            logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+            cache_logger_on_first_use=False,
+        )

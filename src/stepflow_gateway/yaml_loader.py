@@ -70,11 +70,18 @@ class YamlError(FlowLoadError):
     """The text is not valid YAML/JSON for StepFlow; the message names the line and column."""
 
     def __init__(
-        self, message: str, *, source: str | None = None, line: int | None = None, column: int | None = None
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        **kw: Any,
     ) -> None:
         if line is not None:
             message = f"line {line}, column {column}: {message}"
-        super().__init__(message, file=source)
+        kw.setdefault("file", source)
+        super().__init__(message, **kw)
         self.line = line
         self.column = column
 
@@ -201,12 +208,26 @@ class _ResolverMixin:
             return _SEQ
         return _MAP
 
-    # The composers call these around every collection (path-based resolvers); we have none.
+    # The composers call these around every node (meant for path-based resolvers, which we do not
+    # use). They bound the nesting depth: libyaml's Cython composer recurses without Python's
+    # recursion check, so a deeply nested document would overflow the C stack (a crash).
+    _depth = 0
+
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
-        pass
+        self._depth += 1
+        if self._depth > _MAX_DEPTH:
+            raise _TooDeep
 
     def ascend_resolver(self) -> None:
-        pass
+        self._depth -= 1
+
+
+class _TooDeep(Exception):
+    """The document nests deeper than ``_MAX_DEPTH``."""
+
+
+# Real flows nest a few dozen levels; the builder needs two Python frames per level.
+_MAX_DEPTH = 400
 
 
 try:  # libyaml's parser and composer are ~10x faster than the pure-Python ones
@@ -230,8 +251,9 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 
 def _compose(text: str, source: str | None) -> Node | None:
-    composer = _Composer(text)
+    composer = None
     try:
+        composer = _Composer(text)  # encodes to UTF-8 (C) or checks characters (pure Python)
         return composer.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -244,10 +266,21 @@ def _compose(text: str, source: str | None) -> Node | None:
         if mark is None:
             raise YamlError(problem, source=source) from None
         raise YamlError(problem, source=source, line=mark.line + 1, column=mark.column + 1) from None
-    except yaml.YAMLError as exc:  # reader errors (invalid characters) carry no mark
-        raise YamlError(f"invalid YAML: {exc}", source=source) from None
+    except yaml.reader.ReaderError as exc:  # invalid characters: a position, no mark
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        raise YamlError(problem, source=source, line=line, column=column) from None
+    except yaml.YAMLError as exc:
+        raise YamlError(f"invalid YAML: {' '.join(str(exc).split())}", source=source) from None
+    except UnicodeError:
+        raise YamlError("the text is not valid Unicode (lone surrogate)", source=source) from None
+    except (RecursionError, _TooDeep):
+        problem = f"the document is nested too deeply (more than {_MAX_DEPTH} levels)"
+        raise YamlError(problem, source=source) from None
     finally:
-        composer.dispose()
+        if composer is not None:
+            composer.dispose()
 
 
 # -- building values --------------------------------------------------------------------------------
@@ -454,8 +487,9 @@ def load_yaml(text: str, *, source: str | None = None) -> YamlDocument:
     builder = _Builder(source)
     try:
         value = builder.build(node)
-    except RecursionError:
-        raise YamlError("the document is nested too deeply", source=source) from None
+    except (RecursionError, _TooDeep):
+        problem = f"the document is nested too deeply (more than {_MAX_DEPTH} levels)"
+        raise YamlError(problem, source=source) from None
     return YamlDocument(value, builder.duplicates)
 
 

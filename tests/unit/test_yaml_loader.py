@@ -331,3 +331,30 @@ def test_all_upstream_files_parse() -> None:
     assert files
     for path in files:
         assert isinstance(load_yaml_file(path), YamlDocument)
+
+
+def test_control_character_error_has_position() -> None:
+    with pytest.raises(YamlError, match=r"^s: line 2, column 5: unacceptable character #x0007"):
+        load_yaml("x: 1\na: b\x07", source="s")
+
+
+def test_lone_surrogate_is_a_clear_error() -> None:
+    with pytest.raises(YamlError, match="not valid Unicode"):
+        load_yaml("a: '\ud800'")
+
+
+@pytest.mark.parametrize(
+    "text", ["[" * 100_000 + "]" * 100_000, "a:\n" + "".join("  " * i + "-\n" for i in range(1, 2000))]
+)
+def test_deep_nesting_is_an_error_not_a_crash(text: str) -> None:
+    # libyaml's composer recurses in C: without the depth bound this would overflow the C stack.
+    with pytest.raises(YamlError, match="nested too deeply"):
+        load_yaml(text, source="deep.yaml")
+
+
+def test_moderate_nesting_is_fine() -> None:
+    value = load_yaml("[" * 200 + "x" + "]" * 200).value  # not JSON: the YAML path
+    for _ in range(200):
+        assert isinstance(value, list)
+        value = value[0]
+    assert value == "x"

@@ -7,7 +7,22 @@ stdout (and only that) and everything else to stderr, and maps errors to exit co
 
 from __future__ import annotations
 
-import typer
+import sys
+
+# Start-up time is a feature (`run` on a builtin flow targets < 250 ms wall). typer imports rich
+# eagerly for help formatting (~120 ms, and structlog.dev then pulls in rich tracebacks); when no
+# help is being printed we hide rich during that import. rich stays importable afterwards (progress
+# bars, tables), it is just not loaded up front.
+_WANTS_HELP = len(sys.argv) < 2 or any(a in ("--help", "-h") for a in sys.argv[1:])
+_hidden = not _WANTS_HELP and "rich" not in sys.modules
+if _hidden:
+    sys.modules["rich"] = None  # type: ignore[assignment]
+try:
+    import structlog  # noqa: F401  (imported here so that it, too, skips rich)
+    import typer
+finally:
+    if _hidden:
+        del sys.modules["rich"]
 
 app = typer.Typer(
     name="stepflow-gateway",
