@@ -144,13 +144,12 @@ if _orjson is not None:
     _orjson_loads = _orjson.loads
 
     def loads(text: str | bytes) -> Any:
-        """Parse JSON text (str or UTF-8 bytes). Raises ``json.JSONDecodeError`` (a ``ValueError``)."""
-        try:
-            return _orjson_loads(text)
-        except _orjson.JSONDecodeError as exc:
-            if "64-bit" in str(exc) or "surrogate" in str(exc):
-                return json.loads(text)  # wide ints / lone surrogates: the stdlib still reads them
-            raise
+        """Parse JSON text (str or UTF-8 bytes). Raises ``json.JSONDecodeError`` (a ``ValueError``).
+
+        Like serde_json, an integer wider than 64 bits is read as a float.
+        """
+        return _orjson_loads(text)
+
 
 else:  # pragma: no cover
 

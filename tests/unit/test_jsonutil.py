@@ -183,6 +183,8 @@ def test_dumps_and_loads_round_trip() -> None:
     assert back == value and json_equal(back, value)
     assert loads(text.encode()) == value
     assert type(loads("1.0")) is float and type(loads("1")) is int
+    assert loads("18446744073709551615") == 2**64 - 1
+    assert loads("18446744073709551616") == 1.8446744073709552e19  # wider than u64: a float, as serde
 
 
 def test_loads_errors_are_value_errors() -> None:

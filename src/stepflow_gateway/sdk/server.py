@@ -230,6 +230,10 @@ class ComponentServer:
         parser.add_argument("--port", type=int, default=0, help="0 = any free port (printed as {\"port\": N})")
         parser.add_argument("--no-fast", action="store_true", help="never switch to the fast transport")
         args = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
+        if not structlog.is_configured():
+            # This is a program entry point: stdout may be the protocol channel (stdio) or carry the
+            # port line (HTTP), so logs go to stderr.
+            structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
         if args.http:
             from .http import serve_http
 

@@ -125,23 +125,30 @@ class HttpChannel:
         if instance:
             headers[INSTANCE_HEADER] = instance
         final: dict[str, Any] | None = None
+        failure: BaseException | None = None
         async with anyio.create_task_group() as tg:
-            async for data in _sse_data(resp):
-                try:
-                    msg = loads(data)
-                except ValueError:
-                    log.warning("ignoring non-JSON SSE event", plugin=self.plugin, data=data[:200])
-                    continue
-                if not isinstance(msg, dict):
-                    continue
-                if msg.get("method") is not None:
-                    if msg.get("id") is not None:
-                        tg.start_soon(self._answer_callback, msg, headers, ctx)
-                    continue
-                if msg.get("id") == request_id:
-                    final = msg
-                    break
+            try:
+                async for data in _sse_data(resp):
+                    try:
+                        msg = loads(data)
+                    except ValueError:
+                        log.warning("ignoring non-JSON SSE event", plugin=self.plugin, data=data[:200])
+                        continue
+                    if not isinstance(msg, dict):
+                        continue
+                    if msg.get("method") is not None:
+                        if msg.get("id") is not None:
+                            tg.start_soon(self._answer_callback, msg, headers, ctx)
+                        continue
+                    if msg.get("id") == request_id:
+                        final = msg
+                        break
+            except Exception as exc:  # re-raised below, outside the task group (no exception group)
+                failure = exc
+                tg.cancel_scope.cancel()
             # Leaving the block waits for callback answers still being delivered.
+        if failure is not None:
+            raise failure
         if final is None:
             raise TransportClosed(f"SSE stream from {self.url} ended before the response", plugin=self.plugin)
         if final.get("error") is not None:

@@ -162,13 +162,15 @@ async def _watch_exit(child: Child, bound: Any) -> None:
 async def _stop(process: Process, grace: float, bound: Any) -> None:
     """Close stdin, wait; SIGTERM the group, wait; SIGKILL the group (protocol.md §6)."""
     if process.stdin is not None:
+        # stdio servers exit on EOF (stepflow-py: "Empty line received. Exiting"); workers have no
+        # stdin and go straight to SIGTERM (protocol.md §8).
         try:
             await process.stdin.aclose()
         except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
-    if process.returncode is None:
-        with anyio.move_on_after(grace):
-            await process.wait()
+        if process.returncode is None:
+            with anyio.move_on_after(grace):
+                await process.wait()
     for sig in (signal.SIGTERM, signal.SIGKILL):
         if process.returncode is not None:
             break
