@@ -231,7 +231,37 @@ def _parse_on_error(raw: Any, where: str, step_id: str, diags: list[Diagnostic])
             raise FlowLoadError("'maxRetries' must be a non-negative integer", json_path=f"{where}.maxRetries",
                                 step_id=step_id)
         backoff = raw.get("backoff")
-        if backoff is not None and not isinstance(backoff, dict):
-            raise FlowLoadError("'backoff' must be an object", json_path=f"{where}.backoff", step_id=step_id)
+        if backoff is not None:
+            _check_backoff(backoff, f"{where}.backoff", step_id, diags)
         return OnError("retry", max_retries=max_retries, backoff=backoff)
     return OnError("fail")
+
+
+def _check_backoff(backoff: Any, where: str, step_id: str, diags: list[Diagnostic]) -> None:
+    """``onError.backoff`` has the shape of the config's ``retry.backoff`` (config.md §6).
+
+    A wrong type or value is a load error naming the key; an unknown key is only a warning.
+    """
+    from pydantic import ValidationError
+
+    from ..config.model import BACKOFF_ADAPTER
+
+    if not isinstance(backoff, dict):
+        raise FlowLoadError(
+            "'backoff' must be an object like {type: constant, delayMs: 500}", json_path=where, step_id=step_id
+        )
+    try:
+        BACKOFF_ADAPTER.validate_python(backoff)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = [str(p) for p in error["loc"][1:]]  # the first element is the matched tag
+            if error["type"] == "extra_forbidden":
+                diags.append(make_diagnostic("unknownField", ".".join([where, *loc]), f"key '{loc[-1]}' is ignored"))
+                continue
+            path = ".".join([where, *loc]) if loc else where
+            if error["type"].startswith("union_tag") or not loc:
+                message = "expected 'type' to be one of constant, exponential, fibonacci"
+                path = f"{where}.type"
+            else:
+                message = f"{error['msg']}, got {backoff.get(loc[-1])!r}"
+            raise FlowLoadError(f"invalid backoff: {message}", json_path=path, step_id=step_id) from None

@@ -48,7 +48,8 @@ async def test_time_errors(tmp_path: Path) -> None:
         assert bad_zone.outcome == "failed"
         assert bad_zone.error is not None and bad_zone.error.code == 500
         assert bad_zone.error.message.startswith(
-            "Tool 'get_current_time' returned an error: Error executing tool get_current_time: Invalid timezone:"
+            "Tool 'get_current_time' returned an error: "
+            "Error executing tool get_current_time: Invalid timezone:"
         )
         assert bad_zone.error.data["tool"] == "get_current_time"
         assert bad_zone.error.data["content"][0]["type"] == "text"

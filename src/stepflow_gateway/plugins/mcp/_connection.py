@@ -59,6 +59,9 @@ class Connection:
     lost_reason: str = ""
     refresh_wanted: anyio.Event = field(default_factory=anyio.Event)
     """Set by a ``list_changed`` notification; the owner's refresher re-lists the tools."""
+    session_expired: bool = False
+    """Streamable HTTP: the server rejected our ``Mcp-Session-Id`` (it restarted or expired it),
+    so the failed request never ran and may be re-sent on a new session."""
 
     def mark_lost(self, reason: str) -> None:
         if not self.lost.is_set():
@@ -123,6 +126,24 @@ class _WatchedTransport:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
         return await self._inner.__aexit__(exc_type, exc, tb)
+
+
+def _rejects_session(response: httpx2.Response) -> bool:
+    """A 404 (spec) or 400 (TypeScript SDK) answer to a request that carried a session id."""
+    return response.status_code in (400, 404) and "mcp-session-id" in response.request.headers
+
+
+async def _says_session(response: httpx2.Response) -> bool:
+    # The SDK turns these answers into generic errors; the body tells a forgotten session
+    # ("No valid session ID provided") from an ordinary bad request. It is small, and reading it
+    # here leaves it cached for the SDK.
+    if response.status_code == 404:
+        return True
+    try:
+        body = await response.aread()
+    except httpx2.HTTPError:
+        return False
+    return b"session" in body.lower()
 
 
 def child_env(environ: Any, configured: dict[str, str]) -> dict[str, str]:
@@ -199,6 +220,12 @@ async def open_connection(
                 headers=dict(config.headers) or None,
                 timeout=httpx2.Timeout(_HTTP_TIMEOUT_S, read=_SSE_READ_TIMEOUT_S),
             )
+
+            async def on_response(response: httpx2.Response) -> None:
+                if holder and _rejects_session(response) and await _says_session(response):
+                    holder[0].session_expired = True
+
+            http_client.event_hooks["response"].append(on_response)
             await stack.enter_async_context(http_client)
             transport = streamable_http_client(config.url, http_client=http_client)
         else:

@@ -241,7 +241,9 @@ class McpPlugin:
                     async with self._limiter:
                         result = await conn.client.call_tool(name, arguments, self._timeout_s, progress)
             except MCPError as exc:
-                if exc.code == INVALID_REQUEST and exc.message == _SESSION_EXPIRED and attempt == 1:
+                if attempt == 1 and (
+                    conn.session_expired or (exc.code == INVALID_REQUEST and exc.message == _SESSION_EXPIRED)
+                ):
                     # The server forgot our session (restart or expiry): it never ran this call.
                     self._log.info("mcp session expired; re-initialising", component=component)
                     conn.mark_lost("the HTTP session expired")
@@ -391,19 +393,6 @@ class McpPlugin:
                     logging_callback=self._on_server_log,
                     stderr_tail=self._stderr_tail,
                 ) as conn:
-                    tools = await list_all_tools(conn.client)
-                    self._set_catalogue(build_catalogue(tools, conn.client.server_capabilities))
-                    deadline.deadline = math.inf
-                    established = True
-                    self._conn = conn
-                    self._log.info(
-                        "mcp server ready",
-                        tools=len(tools),
-                        protocol_version=conn.client.protocol_version,
-                    )
-                    if task_status is not None:
-                        task_status.started()
-                    self._signal_attempt()
                     try:
                         async with anyio.create_task_group() as tg:
                             tg.start_soon(self._refresher, conn)
@@ -413,7 +402,25 @@ class McpPlugin:
                                 and caps is not None
                                 and caps.list_changed
                             ):
-                                tg.start_soon(self._listener, conn)
+                                # Subscribe before the first listing: no change can fall between.
+                                await tg.start(self._listener, conn)
+                            tools = await list_all_tools(conn.client)
+                            changed = self._set_catalogue(
+                                build_catalogue(tools, conn.client.server_capabilities)
+                            )
+                            deadline.deadline = math.inf
+                            established = True
+                            self._conn = conn
+                            self._log.info(
+                                "mcp server ready",
+                                tools=len(tools),
+                                protocol_version=conn.client.protocol_version,
+                            )
+                            if task_status is not None:
+                                task_status.started()
+                            elif changed:
+                                await self._notify_changed()
+                            self._signal_attempt()
                             await conn.lost.wait()
                             tg.cancel_scope.cancel()
                     finally:
@@ -454,10 +461,20 @@ class McpPlugin:
             tools = await list_all_tools(conn.client)
         changed = self._set_catalogue(build_catalogue(tools, conn.client.server_capabilities))
         self._log.info("mcp tools refreshed", tools=len(tools), changed=changed)
-        if changed and self._ctx is not None and self._ctx.on_components_changed is not None:
-            outcome = self._ctx.on_components_changed()
+        if changed:
+            await self._notify_changed()
+
+    async def _notify_changed(self) -> None:
+        """Tell the registry the component list changed (``PluginContext.on_components_changed``)."""
+        callback = self._ctx.on_components_changed if self._ctx is not None else None
+        if callback is None:
+            return
+        try:
+            outcome = callback()
             if inspect.isawaitable(outcome):
                 await outcome
+        except Exception as exc:
+            self._log.warning("on_components_changed failed", error=describe(exc))
 
     async def _refresher(self, conn: Connection) -> None:
         while True:
@@ -471,14 +488,26 @@ class McpPlugin:
                 except Exception as exc:
                     self._log.warning("mcp tool refresh failed", error=describe(exc))
 
-    async def _listener(self, conn: Connection) -> None:
-        """2026-07-28 connections: ``list_changed`` arrives only on a ``listen()`` stream."""
+    async def _listener(
+        self, conn: Connection, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """2026-07-28 connections: ``list_changed`` arrives only on a ``listen()`` stream.
+
+        ``started`` once the server acknowledged the subscription, or once it failed: a server
+        that cannot listen still serves calls, it just never refreshes by itself.
+        """
+        reported = False
         try:
             async with conn.client.listen(tools_list_changed=True) as sub:
+                task_status.started()
+                reported = True
                 async for _event in sub:
                     conn.refresh_wanted.set()
         except Exception as exc:
             self._log.debug("mcp listen stream ended", error=describe(exc))
+        finally:
+            if not reported:
+                task_status.started()
 
     async def _on_message(self, conn: Connection, message: Any) -> None:
         if isinstance(message, ToolListChangedNotification):

@@ -1,5 +1,6 @@
 """Test component server written with stepflow_gateway.sdk (stdio by default, --http for HTTP)."""
 
+import asyncio
 import os
 import time
 
@@ -66,6 +67,13 @@ def echo(input: dict) -> dict:
 def noisy(input: dict) -> dict:
     print("this print must not corrupt the protocol")
     return {"ok": True}
+
+
+@server.component
+async def slow_pid(input: dict, ctx: Context) -> dict:
+    """Sleep ms milliseconds, then report this process and the attempt."""
+    await asyncio.sleep(input["ms"] / 1000)
+    return {"pid": os.getpid(), "attempt": ctx.attempt}
 
 
 if __name__ == "__main__":

@@ -69,5 +69,12 @@ def size(input: dict) -> dict:
     return {"length": len(input["text"])}
 
 
+@server.component
+async def slow_pid(input: dict, context: StepflowContext) -> dict:
+    """Sleep ms milliseconds, then report this process and the attempt."""
+    await asyncio.sleep(input["ms"] / 1000)
+    return {"pid": os.getpid(), "attempt": context.attempt}
+
+
 if __name__ == "__main__":
     server.start_stdio()

@@ -47,6 +47,13 @@ async def crash_first(input: dict, context: StepflowContext) -> dict:
     return {"attempt": context.attempt, "pid": os.getpid()}
 
 
+@server.component
+async def slow_pid(input: dict, context: StepflowContext) -> dict:
+    """Sleep ms milliseconds, then report this process and the attempt."""
+    await asyncio.sleep(input["ms"] / 1000)
+    return {"pid": os.getpid(), "attempt": context.attempt}
+
+
 if __name__ == "__main__":
     port = int(sys.argv[sys.argv.index("--port") + 1]) if "--port" in sys.argv else 0
     asyncio.run(server.run(host="127.0.0.1", port=port))

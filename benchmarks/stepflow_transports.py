@@ -1,0 +1,101 @@
+"""Compare the StepFlow plugin's transports on one machine: newline JSON over stdio pipes (what every
+official peer speaks), the negotiated fast transport (length-prefixed frames on a Unix socket with
+the best shared codec), and HTTP workers, all against the same SDK server.
+
+    .venv/bin/python benchmarks/stepflow_transports.py [--calls N] [--concurrency C]
+
+For each transport it reports calls per second for sequential calls (latency bound) and for C calls
+in flight (throughput bound), with a small and a ~64 KiB payload. The gateway side of each call is
+the real plugin path: ``StepflowPlugin.execute`` → JSON-RPC → server → response.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import structlog
+
+from stepflow_gateway.plugins.base import ExecutionContext, PluginContext
+from stepflow_gateway.plugins.stepflow import StepflowPlugin
+
+REPO = Path(__file__).resolve().parent.parent
+SERVER = str(REPO / "tests" / "integration" / "stepflow" / "servers" / "sdk_server.py")
+
+TRANSPORTS: dict[str, dict[str, Any]] = {
+    "stdio newline JSON": {"transport": "stdio", "command": sys.executable, "args": [SERVER], "fastTransport": False},
+    "stdio + fast (unix frames)": {"transport": "stdio", "command": sys.executable, "args": [SERVER], "fastTransport": True},
+    "http worker": {"command": sys.executable, "args": [SERVER, "--http"], "fastTransport": False},
+    "http worker + fast": {"command": sys.executable, "args": [SERVER, "--http"], "fastTransport": True},
+}
+
+SMALL = {"data": "bench"}
+MEDIUM = {"rows": [{"id": i, "name": f"row-{i}", "score": i / 7, "tags": ["a", "b"]} for i in range(1000)]}
+
+
+class _NoRuntime:
+    async def put_blob(self, data: Any, blob_type: str = "data") -> str:
+        raise NotImplementedError
+
+
+async def _measure(plugin: StepflowPlugin, payload: Any, calls: int, concurrency: int) -> float:
+    ctx = ExecutionContext(runtime=_NoRuntime(), run_id=str(uuid.uuid4()), flow_id="f" * 64, step_id="s")  # type: ignore[arg-type]
+    per_worker = calls // concurrency
+
+    async def worker() -> None:
+        for _ in range(per_worker):
+            await plugin.execute("/echo", payload, ctx)
+
+    for _ in range(20):  # warm up
+        await plugin.execute("/echo", payload, ctx)
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+    return per_worker * concurrency / (time.perf_counter() - start)
+
+
+async def main(calls: int, concurrency: int, only: list[str] | None) -> None:
+    print(f"{'transport':28} {'small seq':>10} {'small c=' + str(concurrency):>11} {'64K seq':>9} {'64K c=' + str(concurrency):>9}   (calls/s)")
+    results: dict[str, list[float]] = {}
+    for name, options in TRANSPORTS.items():
+        if only and not any(o in name for o in only):
+            continue
+        plugin = StepflowPlugin(name, StepflowPlugin.config_model.model_validate(options))
+        ctx = PluginContext(plugin_name=name, working_directory=REPO, runtime=_NoRuntime(), environ=dict(os.environ))  # type: ignore[arg-type]
+        with anyio.fail_after(60):
+            await plugin.start(ctx)
+        try:
+            with anyio.fail_after(600):
+                row = [
+                    await _measure(plugin, SMALL, calls, 1),
+                    await _measure(plugin, SMALL, calls, concurrency),
+                    await _measure(plugin, MEDIUM, max(calls // 10, concurrency), 1),
+                    await _measure(plugin, MEDIUM, max(calls // 10, concurrency), concurrency),
+                ]
+        finally:
+            await plugin.close()
+        results[name] = row
+        print(f"{name:28} {row[0]:>10.0f} {row[1]:>11.0f} {row[2]:>9.0f} {row[3]:>9.0f}", flush=True)
+    base = results.get("stdio newline JSON")
+    fast = results.get("stdio + fast (unix frames)")
+    if base and fast:
+        print("speedup of the fast transport over newline JSON on pipes:",
+              ", ".join(f"{f / b:.2f}x" for f, b in zip(fast, base, strict=True)))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--only", nargs="*", help="substrings of transport names to run")
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30),
+                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    anyio.run(main, args.calls, args.concurrency, args.only)

@@ -1,0 +1,339 @@
+"""REST ``/api/v1`` handlers (rest-api.md §2): health, components, flows, runs.
+
+Each handler parses its input (``schemas.parse_body``, query helpers below), calls the
+``Gateway`` through ``ServerRuntime``, and returns a JSON dict. Errors are raised, never built
+here: ``errors.py`` turns them into the REST error body.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..errors import FlowLoadError
+from ..flow.diagnostics import summarize
+from ..flow.load import parse_flow
+from ..gateway import RunHandle, now_iso
+from ..state.base import RunFilter, RunRecord
+from .errors import ApiError
+from .runtime import DEFAULT_LIST_LIMIT, ServerRuntime
+from .schemas import (
+    EXECUTION_STATUSES,
+    CreateRunRequest,
+    StoreFlowRequest,
+    item_json,
+    item_record_json,
+    item_status,
+    parse_body,
+    run_details,
+    run_summary,
+    step_json,
+    step_record_json,
+)
+
+__all__ = ["routes"]
+
+CANCEL_WAIT_S = 10.0
+"""How long ``POST /runs/{id}/cancel`` waits for the run to record its cancellation."""
+
+
+def _rt(request: Request) -> ServerRuntime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def _run_id(request: Request) -> str:
+    raw = request.path_params["run_id"]
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ApiError(400, f"Invalid run id '{raw}': expected a UUID such as "
+                            f"'01a209c8-e19e-7f32-9634-90cd69a6e1e1'") from None
+
+
+def _query_int(request: Request, name: str) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"Query parameter '{name}' must be a non-negative integer, got '{raw}'") from None
+    if value < 0:
+        raise ApiError(400, f"Query parameter '{name}' must be a non-negative integer, got '{raw}'")
+    return value
+
+
+def _query_uuid(request: Request, name: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise ApiError(400, f"Query parameter '{name}' must be a UUID, got '{raw}'") from None
+
+
+def _query_bool(request: Request, name: str, default: bool) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    low = raw.lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise ApiError(400, f"Query parameter '{name}' must be true or false, got '{raw}'")
+
+
+# -- health and components ------------------------------------------------------------------------
+_HEALTH_ERRORS = {
+    "bad_request": (400, "Bad request requested via ?error=bad_request"),
+    "not_found": (404, "Not found requested via ?error=not_found"),
+    "internal": (500, "Internal error requested via ?error=internal"),
+    "stack": (500, "Error with a stack requested via ?error=stack"),
+}
+
+
+async def health(request: Request) -> Response:
+    """``GET /health``; ``?error=…`` answers with an error body on purpose (client tests)."""
+    which = request.query_params.get("error")
+    if which:
+        if which not in _HEALTH_ERRORS:
+            raise ApiError(400, f"Unknown test error '{which}': expected one of {', '.join(_HEALTH_ERRORS)}")
+        status, message = _HEALTH_ERRORS[which]
+        stack = [{"error": message}]
+        if which == "stack":
+            stack.append({"error": "cause of the test error", "attachments": ["attachment"]})
+        raise ApiError(status, message, stack=stack)
+    rt = _rt(request)
+    return JSONResponse({"status": "healthy", "timestamp": now_iso(), "version": rt.settings.version})
+
+
+async def components(request: Request) -> Response:
+    include = _query_bool(request, "includeSchemas", True)
+    out = []
+    for comp in _rt(request).gw.components():
+        entry = comp.to_json()
+        if not include:
+            entry.pop("input_schema", None)
+            entry.pop("output_schema", None)
+        out.append(entry)
+    return JSONResponse({"components": out})
+
+
+# -- flows ----------------------------------------------------------------------------------------
+async def store_flow(request: Request) -> Response:
+    rt = _rt(request)
+    body = await parse_body(request, StoreFlowRequest, rt.settings.max_body_bytes)
+    try:
+        loaded = parse_flow(body.flow)
+    except FlowLoadError as exc:
+        where = f" at {exc.json_path.replace('$', '$.flow', 1)}" if exc.json_path else ""
+        raise ApiError(422, f"Failed to deserialize the JSON body into the target type: flow{where}: "
+                            f"{exc.message}") from None
+    flow = loaded.flow
+    diags = loaded.diagnostics + rt.gw.validate(flow)
+    summary = summarize(diags)
+    stored = not body.dry_run and summary["numFatal"] == 0
+    if stored:
+        await rt.gw.store_flow(flow)
+        if rt.catalogue is not None:
+            await rt.catalogue.add(flow)
+    return JSONResponse({"flowId": flow.flow_id, "stored": stored, "diagnostics": summary})
+
+
+async def _load_flow(rt: ServerRuntime, flow_id: str) -> Any:
+    flow = await rt.gw.get_flow(flow_id)
+    if flow is None:
+        raise ApiError(404, f"Workflow '{flow_id}' not found")
+    return flow
+
+
+def _all_examples(flow: Any) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = [e for e in (flow.examples or []) if isinstance(e, dict)]
+    used = {e.get("name") for e in out}
+    cases = flow.test.get("cases") if isinstance(flow.test, dict) else None
+    for case in cases or []:
+        if not isinstance(case, dict) or case.get("name") in used:
+            continue
+        ex: dict[str, Any] = {"name": case.get("name")}
+        if case.get("description") is not None:
+            ex["description"] = case["description"]
+        ex["input"] = case.get("input")
+        out.append(ex)
+    return out
+
+
+async def get_flow(request: Request) -> Response:
+    rt = _rt(request)
+    flow = await _load_flow(rt, request.path_params["flow_id"])
+    out: dict[str, Any] = {"flow": flow.to_json(), "flowId": flow.flow_id}
+    examples = _all_examples(flow)
+    if examples:
+        out["allExamples"] = examples
+    return JSONResponse(out)
+
+
+async def delete_flow(request: Request) -> Response:
+    rt = _rt(request)
+    flow_id = request.path_params["flow_id"]
+    await _load_flow(rt, flow_id)
+    active = any(h.record.flow_id == flow_id for h in rt.gw.live.values())
+    if active or await rt.gw.store.runs_of_flow_active(flow_id):
+        raise ApiError(409, f"Workflow '{flow_id}' has active runs and cannot be deleted")
+    await rt.gw.store.delete_blob(flow_id)
+    if rt.catalogue is not None:
+        await rt.catalogue.remove(flow_id)
+    return Response(status_code=200)
+
+
+# -- runs -----------------------------------------------------------------------------------------
+async def create_run(request: Request) -> Response:
+    rt = _rt(request)
+    body = await parse_body(request, CreateRunRequest, rt.settings.max_body_bytes)
+    flow = await _load_flow(rt, body.flow_id)
+    started = await rt.start_run(flow, body.input, variables=body.variables, overrides=body.overrides,
+                                 max_concurrency=body.max_concurrency)
+    if isinstance(started, RunRecord):
+        rec, results = started, [i.result for i in started.items]
+    else:
+        if body.wait:
+            await rt.wait_done(started)
+        rec, results = started.record, started.results
+    out: dict[str, Any] = {"runId": rec.run_id, "itemCount": len(rec.inputs)}
+    if results is not None and len(results) == 1 and results[0] is not None:
+        out["result"] = results[0].to_json()
+    out["status"] = rec.status
+    return JSONResponse(out)
+
+
+async def list_runs(request: Request) -> Response:
+    rt = _rt(request)
+    status = request.query_params.get("status") or None
+    if status is not None and status not in EXECUTION_STATUSES:
+        raise ApiError(400, f"Query parameter 'status' must be one of {', '.join(EXECUTION_STATUSES)}, "
+                            f"got '{status}'")
+    limit = _query_int(request, "limit")
+    flt = RunFilter(
+        status=status,
+        flow_name=request.query_params.get("flowName") or None,
+        root_run_id=_query_uuid(request, "rootRunId"),
+        parent_run_id=_query_uuid(request, "parentRunId"),
+        max_depth=_query_int(request, "maxDepth"),
+        limit=DEFAULT_LIST_LIMIT if limit is None else limit,
+        offset=_query_int(request, "offset") or 0,
+    )
+    runs = []
+    for rec in await rt.gw.store.list_runs(flt):
+        handle = rt.gw.live.get(rec.run_id)
+        if handle is not None:
+            runs.append(run_summary(handle.record, [item_status(i.result) for i in handle.execution.items]))
+        else:
+            runs.append(run_summary(rec))
+    return JSONResponse({"runs": runs})
+
+
+async def get_run(request: Request) -> Response:
+    view = await _rt(request).find_run(_run_id(request))
+    return JSONResponse(run_details(view.record, view.item_statuses()))
+
+
+async def run_items(request: Request) -> Response:
+    view = await _rt(request).find_run(_run_id(request))
+    rec = view.record
+    n = len(rec.inputs)
+    if view.handle is not None and view.handle.results is None:
+        live = view.handle.execution.items
+        items = []
+        for i in range(n):
+            result = live[i].result if i < len(live) else None
+            items.append(item_json(i, item_status(result), result, None))
+    else:
+        by_index = {i.item_index: i for i in rec.items}
+        items = [item_record_json(by_index[i]) if i in by_index else item_json(i, "running", None, None)
+                 for i in range(n)]
+    return JSONResponse({"itemCount": n, "items": items})
+
+
+async def run_steps(request: Request) -> Response:
+    rt = _rt(request)
+    view = await rt.find_run(_run_id(request))
+    item = _query_int(request, "item") or 0
+    if item >= max(1, len(view.record.inputs)):
+        raise ApiError(400, f"Run '{view.record.run_id}' has {len(view.record.inputs)} item(s); "
+                            f"item {item} does not exist")
+    steps: dict[str, Any] = {}
+    if view.handle is not None and view.handle.results is None:
+        for it, idx, step, status, result, _s, _f in view.handle.execution.step_states():
+            if it == item:
+                steps.setdefault(step.id, step_json(step.id, idx, step.component, status, result))
+    else:
+        for rec in await rt.gw.store.get_steps(view.record.run_id):
+            if rec.item_index == item:
+                steps.setdefault(rec.step_id, step_record_json(rec))
+        flow = await rt.gw.get_flow(view.record.flow_id)
+        if flow is not None:  # steps never reached (rejected or cancelled runs) are blocked
+            for idx, step in enumerate(flow.steps):
+                steps.setdefault(step.id, step_json(step.id, idx, step.component, "blocked", None))
+    return JSONResponse({"steps": steps})
+
+
+async def run_flow(request: Request) -> Response:
+    rt = _rt(request)
+    view = await rt.find_run(_run_id(request))
+    flow = view.handle.flow if view.handle is not None else await _load_flow(rt, view.record.flow_id)
+    return JSONResponse({"flow": flow.to_json(), "flowId": flow.flow_id})
+
+
+async def cancel_run(request: Request) -> Response:
+    rt = _rt(request)
+    run_id = _run_id(request)
+    view = await rt.find_run(run_id)
+    handle: RunHandle | None = view.handle
+    if handle is None or handle.done.is_set():
+        raise ApiError(409, f"Run '{run_id}' cannot be cancelled (status: {view.record.status})")
+    handle.cancel()
+    with anyio.move_on_after(CANCEL_WAIT_S):
+        await handle.done.wait()
+    statuses = [i.status for i in handle.record.items] if handle.done.is_set() else None
+    return JSONResponse(run_summary(handle.record, statuses or None))
+
+
+async def delete_run(request: Request) -> Response:
+    rt = _rt(request)
+    run_id = _run_id(request)
+    view = await rt.find_run(run_id)
+    if view.handle is not None or view.record.status == "running":
+        raise ApiError(409, f"Execution '{run_id}' is still running and cannot be deleted")
+    await rt.gw.store.delete_run(run_id)
+    return Response(status_code=200)
+
+
+def routes() -> list[Route]:
+    """The ``/api/v1`` routes (relative to the mount point)."""
+    from .events import run_events
+    from .openapi import docs_page, openapi_json
+
+    return [
+        Route("/health", health, methods=["GET"]),
+        Route("/components", components, methods=["GET"]),
+        Route("/flows", store_flow, methods=["POST"]),
+        Route("/flows/{flow_id}", get_flow, methods=["GET"]),
+        Route("/flows/{flow_id}", delete_flow, methods=["DELETE"]),
+        Route("/runs", create_run, methods=["POST"]),
+        Route("/runs", list_runs, methods=["GET"]),
+        Route("/runs/{run_id}", get_run, methods=["GET"]),
+        Route("/runs/{run_id}", delete_run, methods=["DELETE"]),
+        Route("/runs/{run_id}/items", run_items, methods=["GET"]),
+        Route("/runs/{run_id}/steps", run_steps, methods=["GET"]),
+        Route("/runs/{run_id}/flow", run_flow, methods=["GET"]),
+        Route("/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
+        Route("/runs/{run_id}/events", run_events, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/docs", docs_page, methods=["GET"]),
+    ]

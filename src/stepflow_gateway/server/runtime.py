@@ -1,0 +1,215 @@
+"""What the server's handlers share: settings, the started ``Gateway``, and starting/reading runs.
+
+``ServerRuntime`` lives on ``app.state.runtime`` for the app's lifetime (created in the lifespan,
+``app.py``). REST (``api.py``), the event stream (``events.py``) and the MCP façade
+(``mcp_facade.py``) all start runs through ``start_run`` so every run is recorded the same way,
+and read runs through ``find_run``, which prefers the live handle (a run still in progress in this
+process) over the state store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import structlog
+
+from .. import __version__
+from ..engine.result import FlowResult
+from ..errors import RunNotFound
+from ..flow.model import Flow
+from ..gateway import Gateway, RunHandle, now_iso
+from ..ids import new_run_id
+from ..state.base import ItemRecord, RunRecord
+from .schemas import item_status
+
+__all__ = ["GuardedTaskGroup", "ServerRuntime", "ServerSettings"]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+"""16 MiB: far above any flow or batch we have seen, small enough that one request cannot exhaust memory."""
+DEFAULT_SHUTDOWN_GRACE_S = 10.0
+"""How long in-flight runs may continue after SIGTERM before they are cancelled."""
+DEFAULT_LIST_LIMIT = 1000
+"""``GET /runs`` without ``limit`` returns at most this many runs, so a listing stays bounded."""
+
+
+def _env_bool(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(slots=True)
+class ServerSettings:
+    """Server knobs outside the config file (config.md §7: ``STEPFLOW_GATEWAY_*`` variables)."""
+
+    host: str = "127.0.0.1"
+    port: int = 7840
+    api_key: str | None = None
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    mcp_components: bool = False
+    """Also expose every reachable registry component as an MCP tool."""
+    version: str = __version__
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ServerSettings:
+        env = os.environ if environ is None else environ
+        s = cls(**overrides)
+        if s.api_key is None:
+            s.api_key = env.get("STEPFLOW_GATEWAY_API_KEY") or None
+        if "STEPFLOW_GATEWAY_MAX_BODY_BYTES" in env:
+            s.max_body_bytes = int(env["STEPFLOW_GATEWAY_MAX_BODY_BYTES"])
+        if "STEPFLOW_GATEWAY_SHUTDOWN_GRACE" in env:
+            s.shutdown_grace_s = float(env["STEPFLOW_GATEWAY_SHUTDOWN_GRACE"])
+        if "mcp_components" not in overrides:
+            s.mcp_components = _env_bool(env.get("STEPFLOW_GATEWAY_MCP_COMPONENTS"))
+        return s
+
+
+class GuardedTaskGroup:
+    """The app task group as ``Gateway.task_group``: a background run that raises never takes the server down.
+
+    An engine or store failure in a background run is logged; the run is marked failed and its
+    waiters are released, so a ``POST /runs`` waiting on it answers instead of hanging.
+    """
+
+    def __init__(self, tg: Any, gw: Gateway) -> None:
+        self._tg = tg
+        self._gw = gw
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: Any = None) -> None:
+        self._tg.start_soon(self._guard, fn, args, name=name)
+
+    async def _guard(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        try:
+            await fn(*args)
+        except Exception as exc:
+            log.error("background run failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+            for a in args:
+                if isinstance(a, RunHandle) and not a.done.is_set():
+                    a.record.status = "failed"
+                    a.record.completed_at = now_iso()
+                    self._gw.live.pop(a.run_id, None)
+                    a.done.set()
+
+
+@dataclass(slots=True)
+class RunView:
+    """A run as the handlers read it: its record, plus the live handle while it runs here."""
+
+    record: RunRecord
+    handle: RunHandle | None = None
+
+    def item_statuses(self) -> list[str] | None:
+        if self.handle is None:
+            return None
+        h = self.handle
+        if h.results is not None:
+            return [i.status for i in h.record.items] or [item_status(r) for r in h.results]
+        return [item_status(item.result) for item in h.execution.items]
+
+
+@dataclass(slots=True)
+class ServerRuntime:
+    gw: Gateway
+    settings: ServerSettings
+    catalogue: Any = None
+    """``mcp_facade.FlowCatalogue``: the stored flows that are MCP tools."""
+    started_at: float = field(default_factory=time.time)
+    draining: anyio.Event = field(default_factory=anyio.Event)
+
+    async def start_run(
+        self,
+        flow: Flow,
+        inputs: list[Any],
+        *,
+        variables: dict[str, Any] | None = None,
+        overrides: Any = None,
+        max_concurrency: int | None = None,
+        listener: Callable[[Any], None] | None = None,
+    ) -> RunHandle | RunRecord:
+        """Start a background run and return its handle, or the finished record of a rejected run.
+
+        Invalid variables fail every item with code 400 without running anything
+        (rest-api.md §2.5); the run is still recorded so it can be read back.
+        """
+        from ..engine.inputs import validate_variables
+
+        problem = validate_variables(flow.variables_schema, variables)
+        if problem is not None:
+            return await self._record_rejected(flow, inputs, FlowResult.failed(400, problem), variables, overrides)
+        return await self.gw.submit(flow, inputs, variables=variables, overrides=overrides,
+                                    max_concurrency=max_concurrency, wait=False, listener=listener)
+
+    async def _record_rejected(self, flow: Flow, inputs: list[Any], result: FlowResult,
+                               variables: Any, overrides: Any) -> RunRecord:
+        run_id = new_run_id()
+        now = now_iso()
+        rec = RunRecord(run_id=run_id, flow_id=flow.flow_id, flow_name=flow.name, status="running",
+                        created_at=now, inputs=list(inputs), root_run_id=run_id, overrides=overrides,
+                        variables=variables)
+        await self.gw.store_flow(flow)
+        await self.gw.store.create_run(rec)
+        items = [ItemRecord(i, "failed", result, now) for i in range(len(inputs))]
+        await self.gw.store.complete_run(run_id, "failed", now, items, [])
+        rec.status, rec.completed_at, rec.items = "failed", now, items
+        return rec
+
+    async def find_run(self, run_id: str) -> RunView:
+        """The live run or the stored one. Raises ``RunNotFound`` (404)."""
+        handle = self.gw.live.get(run_id)
+        if handle is not None:
+            return RunView(handle.record, handle)
+        rec = await self.gw.store.get_run(run_id)
+        if rec is None:
+            raise RunNotFound(f"Execution '{run_id}' not found")
+        return RunView(rec)
+
+    async def wait_done(self, handle: RunHandle) -> None:
+        """Wait for a run; if the waiter is cancelled (client gone, shutdown) the run continues."""
+        await handle.done.wait()
+
+    async def recover_interrupted(self) -> int:
+        """Mark runs left ``running`` by a previous process (crash, kill -9) as ``cancelled``."""
+        from ..state.base import RunFilter
+
+        count = 0
+        stale = await self.gw.store.list_runs(RunFilter(status="running"))
+        for rec in stale:
+            if rec.run_id in self.gw.live:
+                continue
+            now = now_iso()
+            done = {i.item_index for i in rec.items}
+            items = [i for i in rec.items]
+            for idx in range(len(rec.inputs)):
+                if idx not in done:
+                    items.append(ItemRecord(idx, "cancelled", FlowResult.failed(500, "Run was cancelled"), now))
+            await self.gw.store.complete_run(rec.run_id, "cancelled", now, items, [])
+            count += 1
+        if count:
+            log.warning("runs interrupted by a previous shutdown marked cancelled", count=count)
+        return count
+
+    async def drain(self, grace_s: float) -> None:
+        """Let live runs finish within ``grace_s``; cancel the rest and wait (bounded) for them to record."""
+        self.draining.set()
+        live = list(self.gw.live.values())
+        if not live:
+            return
+        log.info("waiting for in-flight runs", count=len(live), grace_s=grace_s)
+        with anyio.move_on_after(grace_s):
+            for h in live:
+                await h.done.wait()
+        remaining = [h for h in self.gw.live.values() if not h.done.is_set()]
+        if remaining:
+            log.warning("cancelling runs still in flight at shutdown", count=len(remaining))
+            for h in remaining:
+                h.cancel()
+            with anyio.move_on_after(5):
+                for h in remaining:
+                    await h.done.wait()
