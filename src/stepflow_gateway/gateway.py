@@ -23,7 +23,7 @@ import structlog
 
 from .engine.executor import Dispatch, Plan, RunExecution, StepEvent
 from .engine.result import FlowResult
-from .errors import FlowLoadError, FlowValidationError, GatewayError, RunNotFound
+from .errors import FlowLoadError, FlowValidationError, GatewayError, InputValidationError, RunNotFound
 from .flow.diagnostics import Diagnostic
 from .flow.load import LoadedFlow, load_flow, parse_flow
 from .flow.model import Flow
@@ -77,6 +77,15 @@ class RunHandle:
 
     def cancel(self) -> None:
         self.execution.cancel()
+
+
+def _item_status(result: FlowResult, run_cancelled: bool) -> str:
+    """An item's REST status: ``cancelled`` for items a cancel cut short (rest-api.md §2.11)."""
+    if result.outcome != "failed":
+        return "completed"
+    if run_cancelled and result.error is not None and result.error.message == "Run was cancelled":
+        return "cancelled"
+    return "failed"
 
 
 class Gateway:
@@ -250,12 +259,18 @@ class Gateway:
             from .engine.overrides import apply_overrides
 
             flow = apply_overrides(flow, overrides)
-        if check:
+        if check and flow.flow_id not in self._plans:  # a cached plan has passed this check
             fatal = blocking(validate_flow(flow), errors_block=False)
             if fatal:
                 raise FlowValidationError(
                     "; ".join(f"{d.path}: {d.formatted}" for d in fatal), diagnostics=fatal, file=flow.source
                 )
+        if variables:
+            from .engine.inputs import validate_variables
+
+            problem = validate_variables(flow.variables_schema, variables)
+            if problem:
+                raise InputValidationError(problem, code=400)
         plan = self.plan(flow)
         run_id = new_run_id()
         root = (parent.root_run_id or parent.run_id) if parent is not None else run_id
@@ -313,11 +328,8 @@ class Gateway:
             rec.status = "cancelled"
         else:
             rec.status = "failed" if any(r.outcome == "failed" for r in results) else "completed"
-        items = [
-            ItemRecord(i, "failed" if r.outcome == "failed" else ("cancelled" if handle.execution.cancelled else "completed"),
-                       r, rec.completed_at)
-            for i, r in enumerate(results)
-        ]
+        items = [ItemRecord(i, _item_status(r, handle.execution.cancelled), r, rec.completed_at)
+                 for i, r in enumerate(results)]
         rec.items = items
         if self.mode == "serve" or self.record_steps:
             steps = [

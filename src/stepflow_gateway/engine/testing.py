@@ -184,8 +184,13 @@ async def run_tests(
             continue
         try:
             await _run_file(path, doc, test or {}, selected, config, summary, update, diff, write)
-        except GatewayError as exc:
-            write(f"{path}: error: {exc}")
+        except Exception as exc:
+            # A config or plugin-start failure (raised from a task group, so possibly wrapped in an
+            # ExceptionGroup) makes this file errored; the other files still run.
+            error = _gateway_error(exc)
+            if error is None:
+                raise
+            write(f"{path}: error: {error}")
             summary.files_errored += 1
     write("")
     write("=== Test Summary ===")
@@ -218,9 +223,9 @@ async def _run_file(path: Path, doc: dict[str, Any], test: dict[str, Any], selec
             cfg = parse_config(servers.substitute(inline), source=path, working_dir=flow_dir, json_root="$.test.config")
         else:
             cfg = load_config(find_test_config(flow_dir, Path.cwd()), default_working_dir=Path.cwd())
-        summary.files_tested += 1
         passed = 0
         async with Gateway(cfg.config, config_warnings=cfg.warnings) as gw:
+            summary.files_tested += 1  # only once its plugins started; otherwise the file errored
             for case in selected:
                 name = case.get("name", "<unnamed>")
                 write("----------")
@@ -261,6 +266,18 @@ async def _run_file(path: Path, doc: dict[str, Any], test: dict[str, Any], selec
             path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     finally:
         servers.stop()
+
+
+def _gateway_error(exc: BaseException) -> GatewayError | None:
+    """``exc`` itself, or the first ``GatewayError`` inside (nested) exception groups."""
+    stack = [exc]
+    while stack:
+        e = stack.pop(0)
+        if isinstance(e, GatewayError):
+            return e
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(e.exceptions)
+    return None
 
 
 def _write_diff(expected: Any, actual: Any, write: Callable[[str], None]) -> None:

@@ -519,7 +519,9 @@ def _compile_special(special: str, value: dict[str, Any], where: str, notes: Com
             if not isinstance(values, dict):
                 raise FlowLoadError("'values' of '$template' must be an object", json_path=f"{where}.values")
             c = compile_expr(values, f"{where}.values", notes)
-            assert isinstance(c, (ObjectExpr, Literal))
+            if not isinstance(c, ObjectExpr) and not (isinstance(c, Literal) and isinstance(c.value, dict)):
+                # e.g. {values: {$literal: "text"}} would otherwise render as that value
+                raise FlowLoadError("'values' of '$template' must be an object", json_path=f"{where}.values")
             compiled = c
         return Template(text, compiled)
     # legacy $from

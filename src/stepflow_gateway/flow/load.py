@@ -248,7 +248,9 @@ def _check_backoff(backoff: Any, where: str, step_id: str, diags: list[Diagnosti
 
     if not isinstance(backoff, dict):
         raise FlowLoadError(
-            "'backoff' must be an object like {type: constant, delayMs: 500}", json_path=where, step_id=step_id
+            "'backoff' must be an object like {type: constant, delayMs: 500}",
+            json_path=where,
+            step_id=step_id,
         )
     try:
         BACKOFF_ADAPTER.validate_python(backoff)
@@ -256,7 +258,8 @@ def _check_backoff(backoff: Any, where: str, step_id: str, diags: list[Diagnosti
         for error in exc.errors():
             loc = [str(p) for p in error["loc"][1:]]  # the first element is the matched tag
             if error["type"] == "extra_forbidden":
-                diags.append(make_diagnostic("unknownField", ".".join([where, *loc]), f"key '{loc[-1]}' is ignored"))
+                path = ".".join([where, *loc])
+                diags.append(make_diagnostic("unknownField", path, f"key '{loc[-1]}' is ignored"))
                 continue
             path = ".".join([where, *loc]) if loc else where
             if error["type"].startswith("union_tag") or not loc:

@@ -83,6 +83,22 @@ def _pydantic_message(exc: Any, plugin: str) -> str:
     return "; ".join(parts)
 
 
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The most useful leaf of an exception group: a GatewayError if there is one."""
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(reversed(e.exceptions))
+        else:
+            leaves.append(e)
+    for e in leaves:
+        if isinstance(e, GatewayError):
+            return e
+    return leaves[0] if leaves else group
+
+
 class PluginSet:
     """The started plugins of one gateway. Use ``async with``; ``start_all`` may be bounded by a timeout."""
 
@@ -215,8 +231,13 @@ class PluginSet:
             await self.start_all()
         except BaseException as exc:
             await self.close()
-            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
-            self._tg = None
+            tg, self._tg = self._tg, None
+            tg.cancel_scope.cancel()
+            try:
+                await tg.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseExceptionGroup as group:
+                # The task group wraps the start failure; callers want the error itself.
+                raise _first_error(group) from None
             raise
         return self
 

@@ -175,8 +175,11 @@ async def serve_http(server: ComponentServer, *, host: str = "127.0.0.1", port: 
     """Bind, print ``{"port": N}`` on stdout, serve until stopped (SIGTERM/SIGINT)."""
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto says
+    # TCP, and without it Nagle + delayed ACK add ~40 ms to every response.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     sys.stdout.write(json.dumps({"port": bound}) + "\n")

@@ -4,13 +4,14 @@ exchange): accept an offer from ``initialize`` params by connecting to the runti
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import anyio
 import structlog
 from pydantic import ValidationError
 
-from ..protocol.framing import FrameChannel, available_codecs
+from ..protocol.framing import AsyncioByteStream, FrameChannel, available_codecs
 from ..protocol.messages import ACCEPT_FIELD, OFFER_FIELD, TransportOffer
 
 __all__ = ["accept_offer"]
@@ -38,8 +39,8 @@ async def accept_offer(params: Any, enabled: bool) -> tuple[dict[str, Any], Fram
             continue
         try:
             with anyio.fail_after(CONNECT_TIMEOUT):
-                stream = await anyio.connect_unix(offer.path)
-                channel = FrameChannel(stream, codec=codec, name="fast")
+                reader, writer = await asyncio.open_unix_connection(offer.path)
+                channel = FrameChannel(AsyncioByteStream(reader, writer), codec=codec, name="fast")
                 await channel.send({"token": offer.token})
         except (OSError, TimeoutError) as exc:
             log.warning("fast transport offer not usable; staying on the base channel", error=repr(exc))

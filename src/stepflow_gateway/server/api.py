@@ -51,8 +51,9 @@ def _run_id(request: Request) -> str:
     try:
         return str(uuid.UUID(raw))
     except ValueError:
-        raise ApiError(400, f"Invalid run id '{raw}': expected a UUID such as "
-                            f"'01a209c8-e19e-7f32-9634-90cd69a6e1e1'") from None
+        raise ApiError(
+            400, f"Invalid run id '{raw}': expected a UUID such as '01a209c8-e19e-7f32-9634-90cd69a6e1e1'"
+        ) from None
 
 
 def _query_int(request: Request, name: str) -> int | None:
@@ -134,8 +135,9 @@ async def store_flow(request: Request) -> Response:
         loaded = parse_flow(body.flow)
     except FlowLoadError as exc:
         where = f" at {exc.json_path.replace('$', '$.flow', 1)}" if exc.json_path else ""
-        raise ApiError(422, f"Failed to deserialize the JSON body into the target type: flow{where}: "
-                            f"{exc.message}") from None
+        raise ApiError(
+            422, f"Failed to deserialize the JSON body into the target type: flow{where}: {exc.message}"
+        ) from None
     flow = loaded.flow
     diags = loaded.diagnostics + rt.gw.validate(flow)
     summary = summarize(diags)
@@ -197,8 +199,13 @@ async def create_run(request: Request) -> Response:
     rt = _rt(request)
     body = await parse_body(request, CreateRunRequest, rt.settings.max_body_bytes)
     flow = await _load_flow(rt, body.flow_id)
-    started = await rt.start_run(flow, body.input, variables=body.variables, overrides=body.overrides,
-                                 max_concurrency=body.max_concurrency)
+    started = await rt.start_run(
+        flow,
+        body.input,
+        variables=body.variables,
+        overrides=body.overrides,
+        max_concurrency=body.max_concurrency,
+    )
     if isinstance(started, RunRecord):
         rec, results = started, [i.result for i in started.items]
     else:
@@ -216,8 +223,9 @@ async def list_runs(request: Request) -> Response:
     rt = _rt(request)
     status = request.query_params.get("status") or None
     if status is not None and status not in EXECUTION_STATUSES:
-        raise ApiError(400, f"Query parameter 'status' must be one of {', '.join(EXECUTION_STATUSES)}, "
-                            f"got '{status}'")
+        raise ApiError(
+            400, f"Query parameter 'status' must be one of {', '.join(EXECUTION_STATUSES)}, got '{status}'"
+        )
     limit = _query_int(request, "limit")
     flt = RunFilter(
         status=status,
@@ -255,8 +263,10 @@ async def run_items(request: Request) -> Response:
             items.append(item_json(i, item_status(result), result, None))
     else:
         by_index = {i.item_index: i for i in rec.items}
-        items = [item_record_json(by_index[i]) if i in by_index else item_json(i, "running", None, None)
-                 for i in range(n)]
+        items = [
+            item_record_json(by_index[i]) if i in by_index else item_json(i, "running", None, None)
+            for i in range(n)
+        ]
     return JSONResponse({"itemCount": n, "items": items})
 
 
@@ -265,8 +275,10 @@ async def run_steps(request: Request) -> Response:
     view = await rt.find_run(_run_id(request))
     item = _query_int(request, "item") or 0
     if item >= max(1, len(view.record.inputs)):
-        raise ApiError(400, f"Run '{view.record.run_id}' has {len(view.record.inputs)} item(s); "
-                            f"item {item} does not exist")
+        raise ApiError(
+            400,
+            f"Run '{view.record.run_id}' has {len(view.record.inputs)} item(s); item {item} does not exist",
+        )
     steps: dict[str, Any] = {}
     if view.handle is not None and view.handle.results is None:
         for it, idx, step, status, result, _s, _f in view.handle.execution.step_states():

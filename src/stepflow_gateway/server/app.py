@@ -90,14 +90,19 @@ def create_app(
                 async with facade.run():
                     app.state.runtime = rt
                     app.state.mcp = facade
-                    log.info("server ready", store=gw.store.describe(), plugins=list(gw.config.plugins),
-                             startup_ms=round((time.monotonic() - t0) * 1000, 1))
+                    log.info(
+                        "server ready",
+                        store=gw.store.describe(),
+                        plugins=list(gw.config.plugins),
+                        startup_ms=round((time.monotonic() - t0) * 1000, 1),
+                    )
                     try:
                         yield
                     finally:
                         with anyio.CancelScope(shield=True):
-                            elapsed = time.monotonic() - getattr(app.state, "shutdown_requested_at",
-                                                                 time.monotonic())
+                            elapsed = time.monotonic() - getattr(
+                                app.state, "shutdown_requested_at", time.monotonic()
+                            )
                             await rt.drain(max(0.0, settings.shutdown_grace_s - elapsed))
                         app.state.mcp = None
                 gw.task_group = None
@@ -110,8 +115,13 @@ def create_app(
             Route("/", _root),
         ],
         middleware=[
-            Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
-                       expose_headers=["mcp-session-id"]),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=["*"],
+                allow_methods=["*"],
+                allow_headers=["*"],
+                expose_headers=["mcp-session-id"],
+            ),
             Middleware(ApiKeyMiddleware, api_key=settings.api_key),
         ],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -38,15 +38,17 @@ class ApiKeyMiddleware:
         log.info("request without a valid API key refused", path=path, method=scope.get("method"))
         message = "Missing or invalid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
         body = json.dumps({"code": 401, "message": message, "stack": [{"error": message}]}).encode()
-        await send({
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="stepflow-gateway"'),
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="stepflow-gateway"'),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def _allowed(self, scope: Scope) -> bool:

@@ -38,8 +38,14 @@ log = structlog.get_logger(__name__)
 class ApiError(Exception):
     """An HTTP error with the REST error body; ``status`` is also the body's ``code``."""
 
-    def __init__(self, status: int, message: str, *, stack: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        stack: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -72,8 +78,12 @@ def error_body(status: int, message: str, stack: list[dict[str, Any]] | None = N
     return {"code": status, "message": message, "stack": stack if stack is not None else [{"error": message}]}
 
 
-def error_response(status: int, message: str, stack: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int,
+    message: str,
+    stack: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     return JSONResponse(error_body(status, message, stack), status_code=status, headers=headers)
 
 
@@ -104,8 +114,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unexpected error in request handler", path=request.url.path, method=request.method,
-              error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+    log.error(
+        "unexpected error in request handler",
+        path=request.url.path,
+        method=request.method,
+        error=f"{type(exc).__name__}: {exc}",
+        exc_info=exc,
+    )
     return error_response(500, f"Internal server error: {type(exc).__name__}: {exc}")
 
 

@@ -46,27 +46,42 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
-def _step_event(run_id: str, item: int, step_id: str, result: FlowResult | None, status: str,
-                at: str | None) -> bytes:
+def _step_event(
+    run_id: str, item: int, step_id: str, result: FlowResult | None, status: str, at: str | None
+) -> bytes:
     if result is None:
-        return sse("step_started", {"runId": run_id, "itemIndex": item, "stepId": step_id, "status": "running",
-                                    "at": at})
+        return sse(
+            "step_started",
+            {"runId": run_id, "itemIndex": item, "stepId": step_id, "status": "running", "at": at},
+        )
     name = "step_failed" if status == "failed" else "step_completed"
-    return sse(name, {"runId": run_id, "itemIndex": item, "stepId": step_id, "status": status,
-                      "result": result.to_json(), "at": at})
+    return sse(
+        name,
+        {
+            "runId": run_id,
+            "itemIndex": item,
+            "stepId": step_id,
+            "status": status,
+            "result": result.to_json(),
+            "at": at,
+        },
+    )
 
 
 def _item_event(run_id: str, item: int, result: FlowResult, status: str, at: str | None) -> bytes:
-    return sse("item_completed", {"runId": run_id, "itemIndex": item, "status": status,
-                                  "result": result.to_json(), "at": at})
+    return sse(
+        "item_completed",
+        {"runId": run_id, "itemIndex": item, "status": status, "result": result.to_json(), "at": at},
+    )
 
 
 def _run_event(view: RunView) -> bytes:
     rec = view.record
     statuses = view.item_statuses()
     summary = item_stats(len(rec.inputs), statuses if statuses is not None else [i.status for i in rec.items])
-    return sse("run_completed", {"runId": rec.run_id, "status": rec.status, "items": summary,
-                                 "at": rec.completed_at})
+    return sse(
+        "run_completed", {"runId": rec.run_id, "status": rec.status, "items": summary, "at": rec.completed_at}
+    )
 
 
 def _iso(ts: float) -> str | None:
@@ -110,8 +125,11 @@ def _snapshot(handle: RunHandle) -> list[bytes]:
             out.append(_step_event(run_id, item, step.id, result, status, _iso(finished)))
     for item_state in handle.execution.items:
         if item_state.result is not None:
-            out.append(_item_event(run_id, item_state.item_index, item_state.result,
-                                   item_status(item_state.result), None))
+            out.append(
+                _item_event(
+                    run_id, item_state.item_index, item_state.result, item_status(item_state.result), None
+                )
+            )
     return out
 
 
@@ -146,8 +164,13 @@ async def _stream_live(rt: ServerRuntime, handle: RunHandle) -> AsyncIterator[by
                     ev = await receive.receive()
                 except (anyio.EndOfStream, anyio.ClosedResourceError):
                     if overflow:
-                        yield sse("error", {"runId": handle.run_id,
-                                            "message": "event stream dropped: the client is not keeping up"})
+                        yield sse(
+                            "error",
+                            {
+                                "runId": handle.run_id,
+                                "message": "event stream dropped: the client is not keeping up",
+                            },
+                        )
                         return
                     break
             if ev is None:
@@ -183,5 +206,6 @@ async def run_events(request: Request) -> Response:
         if view.handle is not None:  # finished a moment ago; the store has its final state
             view = await rt.find_run(view.record.run_id)
         body = _replay_finished(rt, view)
-    return StreamingResponse(body, media_type="text/event-stream",
-                             headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+    return StreamingResponse(
+        body, media_type="text/event-stream", headers={"cache-control": "no-cache", "x-accel-buffering": "no"}
+    )

@@ -76,7 +76,7 @@ def _rewrite_refs(value: Any) -> tuple[Any, bool]:
             for k, x in v.items():
                 if k == "$ref" and isinstance(x, str):
                     if x.startswith("#/schemas/$defs/"):
-                        x = "#/$defs/" + x[len("#/schemas/$defs/"):]
+                        x = "#/$defs/" + x[len("#/schemas/$defs/") :]
                     if x.startswith("#/$defs/"):
                         seen = True
                     out[k] = x
@@ -112,8 +112,9 @@ class FlowTool:
             input_schema = _with_defs(dict(in_schema), flow)
         elif in_schema is not None:
             self.wrap_input = True
-            input_schema = _with_defs({"type": "object", "properties": {"input": in_schema},
-                                       "required": ["input"]}, flow)
+            input_schema = _with_defs(
+                {"type": "object", "properties": {"input": in_schema}, "required": ["input"]}, flow
+            )
         else:
             input_schema = {"type": "object"}
         out_schema = flow.output_schema
@@ -203,21 +204,28 @@ class FlowCatalogue:
 def _component_tool(entry: Any) -> FlowTool:
     """A reachable registry component as a one-step flow tool."""
     path = entry.public_path
-    flow = parse_flow({
-        "name": "component." + path.strip("/").replace("/", "."),
-        "description": entry.info.description or f"Component {path}",
-        "schemas": ({"type": "object", "properties": {"input": entry.info.input_schema}}
-                    if isinstance(entry.info.input_schema, dict) else None),
-        "steps": [{"id": "call", "component": path, "input": {"$input": "$"}}],
-        "output": {"$step": "call"},
-    }).flow
+    flow = parse_flow(
+        {
+            "name": "component." + path.strip("/").replace("/", "."),
+            "description": entry.info.description or f"Component {path}",
+            "schemas": (
+                {"type": "object", "properties": {"input": entry.info.input_schema}}
+                if isinstance(entry.info.input_schema, dict)
+                else None
+            ),
+            "steps": [{"id": "call", "component": path, "input": {"$input": "$"}}],
+            "output": {"$step": "call"},
+        }
+    ).flow
     return FlowTool(flow)
 
 
 def call_result(result: FlowResult | None, tool: FlowTool) -> types.CallToolResult:
     """rest-api.md §6.2's table: a flow outcome as a ``CallToolResult``."""
     if result is None:
-        return types.CallToolResult(content=[types.TextContent(text="error(500): Run was cancelled")], is_error=True)
+        return types.CallToolResult(
+            content=[types.TextContent(text="error(500): Run was cancelled")], is_error=True
+        )
     if result.outcome == "success":
         value = result.result
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
@@ -238,11 +246,16 @@ def call_result(result: FlowResult | None, tool: FlowTool) -> types.CallToolResu
 class _GatewayMcpServer(Server[Any]):
     """Advertises ``tools.listChanged`` on handshake-era sessions (the SDK default says false)."""
 
-    def create_initialization_options(self, notification_options: NotificationOptions | None = None,
-                                      experimental_capabilities: dict[str, dict[str, Any]] | None = None,
-                                      extensions: dict[str, dict[str, Any]] | None = None) -> InitializationOptions:
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
         return super().create_initialization_options(
-            notification_options or NotificationOptions(tools_changed=True), experimental_capabilities, extensions
+            notification_options or NotificationOptions(tools_changed=True),
+            experimental_capabilities,
+            extensions,
         )
 
 
@@ -271,7 +284,9 @@ class McpFacade:
                 allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
             )
         self.manager = StreamableHTTPSessionManager(
-            app=self.server, security_settings=security, max_request_body_size=runtime.settings.max_body_bytes,
+            app=self.server,
+            security_settings=security,
+            max_request_body_size=runtime.settings.max_body_bytes,
         )
         if runtime.catalogue is not None:
             runtime.catalogue.on_change(self._catalogue_changed)
@@ -341,9 +356,15 @@ class McpFacade:
         meta = params.meta or {}
         variables = meta.get(VARIABLES_META_KEY) if isinstance(meta, dict) else None
         if variables is not None and not isinstance(variables, dict):
-            return types.CallToolResult(content=[types.TextContent(
-                text=f"error(400): _meta['{VARIABLES_META_KEY}'] must be an object")], is_error=True)
-        wants_progress = isinstance(meta, dict) and meta.get("progress_token", meta.get("progressToken")) is not None
+            return types.CallToolResult(
+                content=[
+                    types.TextContent(text=f"error(400): _meta['{VARIABLES_META_KEY}'] must be an object")
+                ],
+                is_error=True,
+            )
+        wants_progress = (
+            isinstance(meta, dict) and meta.get("progress_token", meta.get("progressToken")) is not None
+        )
         send, receive = anyio.create_memory_object_stream[str](256)
 
         def on_event(ev: Any) -> None:
@@ -353,8 +374,12 @@ class McpFacade:
                 except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
                     pass  # progress is best effort
 
-        started = await self.rt.start_run(tool.flow, [tool.input_of(arguments)], variables=variables,
-                                          listener=on_event if wants_progress else None)
+        started = await self.rt.start_run(
+            tool.flow,
+            [tool.input_of(arguments)],
+            variables=variables,
+            listener=on_event if wants_progress else None,
+        )
         if isinstance(started, RunRecord):
             send.close()
             return call_result(started.items[0].result if started.items else None, tool)

@@ -142,17 +142,35 @@ class ServerRuntime:
 
         problem = validate_variables(flow.variables_schema, variables)
         if problem is not None:
-            return await self._record_rejected(flow, inputs, FlowResult.failed(400, problem), variables, overrides)
-        return await self.gw.submit(flow, inputs, variables=variables, overrides=overrides,
-                                    max_concurrency=max_concurrency, wait=False, listener=listener)
+            return await self._record_rejected(
+                flow, inputs, FlowResult.failed(400, problem), variables, overrides
+            )
+        return await self.gw.submit(
+            flow,
+            inputs,
+            variables=variables,
+            overrides=overrides,
+            max_concurrency=max_concurrency,
+            wait=False,
+            listener=listener,
+        )
 
-    async def _record_rejected(self, flow: Flow, inputs: list[Any], result: FlowResult,
-                               variables: Any, overrides: Any) -> RunRecord:
+    async def _record_rejected(
+        self, flow: Flow, inputs: list[Any], result: FlowResult, variables: Any, overrides: Any
+    ) -> RunRecord:
         run_id = new_run_id()
         now = now_iso()
-        rec = RunRecord(run_id=run_id, flow_id=flow.flow_id, flow_name=flow.name, status="running",
-                        created_at=now, inputs=list(inputs), root_run_id=run_id, overrides=overrides,
-                        variables=variables)
+        rec = RunRecord(
+            run_id=run_id,
+            flow_id=flow.flow_id,
+            flow_name=flow.name,
+            status="running",
+            created_at=now,
+            inputs=list(inputs),
+            root_run_id=run_id,
+            overrides=overrides,
+            variables=variables,
+        )
         await self.gw.store_flow(flow)
         await self.gw.store.create_run(rec)
         items = [ItemRecord(i, "failed", result, now) for i in range(len(inputs))]
@@ -188,7 +206,9 @@ class ServerRuntime:
             items = [i for i in rec.items]
             for idx in range(len(rec.inputs)):
                 if idx not in done:
-                    items.append(ItemRecord(idx, "cancelled", FlowResult.failed(500, "Run was cancelled"), now))
+                    items.append(
+                        ItemRecord(idx, "cancelled", FlowResult.failed(500, "Run was cancelled"), now)
+                    )
             await self.gw.store.complete_run(rec.run_id, "cancelled", now, items, [])
             count += 1
         if count:

@@ -55,9 +55,12 @@ class CreateRunRequest(_Body):
     flow_id: str = Field(alias="flowId", description="Id of a stored flow.")
     input: list[Any] = Field(description="One run item per element.")
     variables: dict[str, Any] | None = Field(None, description="Values for `$variable` references.")
-    overrides: dict[str, Any] | None = Field(None, description="`{steps: {id: {value: …}}}` applied to every item.")
-    max_concurrency: int | None = Field(None, alias="maxConcurrency", ge=1,
-                                        description="Cap on step tasks in flight across items.")
+    overrides: dict[str, Any] | None = Field(
+        None, description="`{steps: {id: {value: …}}}` applied to every item."
+    )
+    max_concurrency: int | None = Field(
+        None, alias="maxConcurrency", ge=1, description="Cap on step tasks in flight across items."
+    )
     wait: bool = Field(True, description="[gw] false: answer at once with the run id (status running).")
 
 
@@ -108,8 +111,13 @@ def item_stats(total: int, statuses: list[str]) -> dict[str, int]:
     completed = statuses.count("completed")
     failed = statuses.count("failed")
     cancelled = statuses.count("cancelled")
-    return {"total": total, "completed": completed, "running": max(0, total - completed - failed - cancelled),
-            "failed": failed, "cancelled": cancelled}
+    return {
+        "total": total,
+        "completed": completed,
+        "running": max(0, total - completed - failed - cancelled),
+        "failed": failed,
+        "cancelled": cancelled,
+    }
 
 
 def run_summary(rec: RunRecord, item_statuses: list[str] | None = None) -> dict[str, Any]:
@@ -158,10 +166,16 @@ def item_record_json(item: ItemRecord) -> dict[str, Any]:
     return item_json(item.item_index, item.status, item.result, item.completed_at)
 
 
-def step_json(step_id: str, step_index: int, component: str, status: str,
-              result: FlowResult | None) -> dict[str, Any]:
+def step_json(
+    step_id: str, step_index: int, component: str, status: str, result: FlowResult | None
+) -> dict[str, Any]:
     """``StepRunResponse`` plus ``stepIndex`` (as at commit 2e155519)."""
-    out: dict[str, Any] = {"stepId": step_id, "stepIndex": step_index, "component": component, "status": status}
+    out: dict[str, Any] = {
+        "stepId": step_id,
+        "stepIndex": step_index,
+        "component": component,
+        "status": status,
+    }
     if result is not None:
         out["result"] = result.to_json()
     return out

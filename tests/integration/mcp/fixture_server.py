@@ -35,9 +35,11 @@ def dynamic() -> MCPServer:
         raise ToolError(message)
 
     @server.tool()
-    async def sleep(seconds: float, ctx: Context) -> str:
-        """Report progress, then sleep."""
+    async def sleep(seconds: float, ctx: Context, marker: str = "") -> str:
+        """Report progress, touch ``marker`` (a file path) if given, then sleep."""
         await ctx.report_progress(1, 2, "half")
+        if marker:
+            await anyio.Path(marker).write_text("started")  # the request reached the server
         await anyio.sleep(seconds)
         return f"slept {seconds}"
 

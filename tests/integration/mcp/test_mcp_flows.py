@@ -56,8 +56,11 @@ async def test_mcp_example_flows(demo_env: Path) -> None:
             assert (demo_env / "now.txt").read_text() == day
             assert "last_note" in (demo_env / "memory.jsonl").read_text()
 
-            components = {c.path if hasattr(c, "path") else str(c) for c in gw.components()}
-            assert any("/time/convert_time" in c for c in components)
+            registry = {c.public_path: c.plugin for c in gw.components()}
+            assert registry["/time/convert_time"] == "time"
+            assert registry["/everything/get-sum"] == "everything"
+            assert registry["/fs/write_file"] == "fs"
+            assert registry.get("/fs/move_file") is None  # componentDeny: listed as unreachable
 
 
 async def test_tool_error_fails_the_flow_with_the_servers_text(demo_env: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+import structlog
 from mcp_support import (
     everything_stdio_config,
     exec_ctx,
@@ -95,23 +97,40 @@ async def test_timeout_then_same_session_works(tmp_path: Path) -> None:
 
 
 async def test_cancelled_step_cancels_the_request(tmp_path: Path) -> None:
+    marker = tmp_path / "started"
     async with running_plugin(fixture_config(), tmp_path) as plugin:
         server_pid = await _pid(plugin)
         started = time.perf_counter()
-        with capture_logs() as logs, anyio.fail_after(10):
+        with anyio.fail_after(10):
             async with anyio.create_task_group() as tg:
-                tg.start_soon(plugin.execute, "/sleep", {"seconds": 30}, exec_ctx("cancel-me"))
-                await wait_until(lambda: any(e["event"] == "mcp progress" for e in logs))
+                tg.start_soon(plugin.execute, "/sleep", {"seconds": 30, "marker": str(marker)}, exec_ctx())
+                await wait_until(marker.exists)
                 tg.cancel_scope.cancel()  # what the engine does when a run is cancelled
         assert time.perf_counter() - started < 5
-        progress = next(e for e in logs if e["event"] == "mcp progress")
-        assert progress["plugin"] == "mcp" and progress["component"] == "/sleep"
-        assert progress["step_id"] == "cancel-me" and progress["progress"] == 1
         # the session stays usable and the server was not restarted
         assert plugin.connected
         assert await _pid(plugin) == server_pid
         added = await plugin.execute("/add", {"a": 40, "b": 2}, exec_ctx())
         assert added.result == {"result": 42}
+
+
+async def test_progress_is_logged_with_plugin_and_component(tmp_path: Path) -> None:
+    saved = structlog.get_config()
+    # Progress is a debug line; whatever logging config an earlier test installed, let it through.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with capture_logs() as logs:
+            async with running_plugin(fixture_config(), tmp_path, name="fx") as plugin:
+                done = await plugin.execute("/sleep", {"seconds": 0}, exec_ctx("step-7"))
+                assert done.result == {"result": "slept 0.0"}
+                # progress callbacks run as separate tasks and may land just after the result
+                await wait_until(lambda: any(e["event"] == "mcp progress" for e in logs))
+    finally:
+        structlog.configure(**saved)
+    progress = next(e for e in logs if e["event"] == "mcp progress")
+    assert progress["plugin"] == "fx" and progress["component"] == "/sleep"
+    assert progress["step_id"] == "step-7"
+    assert (progress["progress"], progress["total"], progress["message"]) == (1, 2, "half")
 
 
 async def test_killed_server_reconnects_on_next_call(tmp_path: Path) -> None:
@@ -145,15 +164,15 @@ async def test_in_flight_call_fails_clearly_when_server_dies(tmp_path: Path) -> 
 
         async def long_call() -> None:
             try:
-                await plugin.execute("/sleep", {"seconds": 30}, exec_ctx())
+                await plugin.execute("/sleep", {"seconds": 30, "marker": str(marker)}, exec_ctx())
             except ComponentError as exc:
                 outcome.append(exc)
 
-        with anyio.fail_after(15), capture_logs() as logs:
+        marker = tmp_path / "started"
+        with anyio.fail_after(15):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(long_call)
-                # the tool reports progress before sleeping: the request has reached the server
-                await wait_until(lambda: any(e["event"] == "mcp progress" for e in logs))
+                await wait_until(marker.exists)  # the request has reached the server
                 os.kill(server_pid, signal.SIGKILL)
         (error,) = outcome
         assert isinstance(error, ComponentError)

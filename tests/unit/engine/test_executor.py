@@ -27,8 +27,12 @@ def flow(output: Any, *steps: dict[str, Any]) -> dict[str, Any]:
     return {"name": "t", "description": "d", "steps": list(steps), "output": output}
 
 
-@pytest.mark.parametrize(("ok", "taken", "not_taken"), [(True, "a", "b"), (False, "b", "a"), (None, "b", "a")])
-async def test_if_in_output_runs_only_the_taken_branch(open_gw: Any, ok: Any, taken: str, not_taken: str) -> None:
+@pytest.mark.parametrize(
+    ("ok", "taken", "not_taken"), [(True, "a", "b"), (False, "b", "a"), (None, "b", "a")]
+)
+async def test_if_in_output_runs_only_the_taken_branch(
+    open_gw: Any, ok: Any, taken: str, not_taken: str
+) -> None:
     f = flow(
         {"$if": {"$step": "check", "path": "ok"}, "then": {"$step": "a"}, "else": {"$step": "b"}},
         echo("check", {"ok": {"$input": "ok"}}),
@@ -50,7 +54,10 @@ async def test_if_branch_decided_by_a_step_value_inside_a_step_input(open_gw: An
         echo("check", {"$input": "flag"}),
         echo("expensive", "E"),
         echo("cheap", "C"),
-        echo("final", {"v": {"$if": {"$step": "check"}, "then": {"$step": "expensive"}, "else": {"$step": "cheap"}}}),
+        echo(
+            "final",
+            {"v": {"$if": {"$step": "check"}, "then": {"$step": "expensive"}, "else": {"$step": "cheap"}}},
+        ),
     )
     async with open_gw() as (gw, probe):
         r = await gw.run(f, {"flag": False})
@@ -65,7 +72,9 @@ async def test_if_condition_in_skip_if_and_variable_default_are_reevaluated(open
         echo("x", 1, skipIf={"$step": "decide"}),
         echo("fallback", "from step"),
     )
-    f["schemas"] = {"properties": {"variables": {"type": "object", "properties": {"missing": {"type": "object"}}}}}
+    f["schemas"] = {
+        "properties": {"variables": {"type": "object", "properties": {"missing": {"type": "object"}}}}
+    }
     async with open_gw() as (gw, probe):
         handle = await gw.submit(f, [None])
     assert handle.results is not None
@@ -197,9 +206,12 @@ async def test_step_events_are_reported_in_order(open_gw: Any) -> None:
     async with open_gw() as (gw, _):
         await gw.submit(f, [None], listener=lambda ev: events.append((ev.kind, ev.step_id)))
     assert events == [
-        ("step_started", "a"), ("step_completed", "a"),
-        ("step_started", "b"), ("step_completed", "b"),
-        ("item_completed", None), ("run_completed", None),
+        ("step_started", "a"),
+        ("step_completed", "a"),
+        ("step_started", "b"),
+        ("step_completed", "b"),
+        ("item_completed", None),
+        ("run_completed", None),
     ]
 
 
@@ -225,4 +237,7 @@ async def test_cancel_stops_steps_in_flight(open_gw: Any) -> None:
         gw.task_group = None
     assert handle.status == "cancelled"
     assert handle.results is not None
-    assert handle.results[0].to_json() == {"outcome": "failed", "error": {"code": 500, "message": "Run was cancelled"}}
+    assert handle.results[0].to_json() == {
+        "outcome": "failed",
+        "error": {"code": 500, "message": "Run was cancelled"},
+    }

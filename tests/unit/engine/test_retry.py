@@ -34,10 +34,17 @@ async def test_fail_is_the_default_and_the_failure_stands(open_gw: Any) -> None:
 
 
 @pytest.mark.parametrize("component", ["/probe/boom", "/probe/fail", "/mock/none"])
-async def test_use_default_without_value_is_null_and_a_path_on_it_is_null(open_gw: Any, component: str) -> None:
+async def test_use_default_without_value_is_null_and_a_path_on_it_is_null(
+    open_gw: Any, component: str
+) -> None:
     f = flow(
         {"whole": {"$step": "s"}, "path": {"$step": "s", "path": "$.a.b[2]"}},
-        {"id": "s", "component": component, "input": {"code": 3, "message": "m"}, "onError": {"action": "useDefault"}},
+        {
+            "id": "s",
+            "component": component,
+            "input": {"code": 3, "message": "m"},
+            "onError": {"action": "useDefault"},
+        },
     )
     async with open_gw({"/none": {"behaviors": {}}}) as (gw, _):
         handle = await gw.submit(f, [None])
@@ -48,10 +55,22 @@ async def test_use_default_without_value_is_null_and_a_path_on_it_is_null(open_g
 
 async def test_use_default_with_value_covers_business_and_component_failures(open_gw: Any) -> None:
     f = flow(
-        {"business": {"$step": "b", "path": "x"}, "error": {"$step": "e", "path": "x"}, "missing": {"$step": "e", "path": "y"}},
-        {"id": "b", "component": "/probe/fail", "input": {"code": 3, "message": "m"},
-         "onError": {"action": "useDefault", "defaultValue": {"x": 15.0}}},
-        {"id": "e", "component": "/probe/boom", "onError": {"action": "useDefault", "defaultValue": {"x": False}}},
+        {
+            "business": {"$step": "b", "path": "x"},
+            "error": {"$step": "e", "path": "x"},
+            "missing": {"$step": "e", "path": "y"},
+        },
+        {
+            "id": "b",
+            "component": "/probe/fail",
+            "input": {"code": 3, "message": "m"},
+            "onError": {"action": "useDefault", "defaultValue": {"x": 15.0}},
+        },
+        {
+            "id": "e",
+            "component": "/probe/boom",
+            "onError": {"action": "useDefault", "defaultValue": {"x": False}},
+        },
     )
     async with open_gw() as (gw, _):
         r = (await gw.run(f, None)).to_json()
@@ -65,11 +84,28 @@ async def test_use_default_with_value_covers_business_and_component_failures(ope
 
 
 async def test_use_default_with_inline_mock_plugin(open_gw: Any) -> None:
-    mock = {"/err": {"behaviors": {"x": {"error": "bad"}, "y": {"outcome": "failed", "error": {"code": 4, "message": "no"}}}}}
+    mock = {
+        "/err": {
+            "behaviors": {
+                "x": {"error": "bad"},
+                "y": {"outcome": "failed", "error": {"code": 4, "message": "no"}},
+            }
+        }
+    }
     f = flow(
         [{"$step": "a"}, {"$step": "b"}],
-        {"id": "a", "component": "/mock/err", "input": "x", "onError": {"action": "useDefault", "defaultValue": 1}},
-        {"id": "b", "component": "/mock/err", "input": "y", "onError": {"action": "useDefault", "defaultValue": 2}},
+        {
+            "id": "a",
+            "component": "/mock/err",
+            "input": "x",
+            "onError": {"action": "useDefault", "defaultValue": 1},
+        },
+        {
+            "id": "b",
+            "component": "/mock/err",
+            "input": "y",
+            "onError": {"action": "useDefault", "defaultValue": 2},
+        },
     )
     async with open_gw(mock) as (gw, _):
         assert (await gw.run(f, None)).result == [1, 2]
@@ -78,8 +114,12 @@ async def test_use_default_with_inline_mock_plugin(open_gw: Any) -> None:
 async def test_retry_retries_with_increasing_attempt_until_success(open_gw: Any) -> None:
     f = flow(
         {"$step": "s"},
-        {"id": "s", "component": "/probe/flaky", "input": {"succeed_on": 3},
-         "onError": {"action": "retry", "maxRetries": 5, "backoff": FAST}},
+        {
+            "id": "s",
+            "component": "/probe/flaky",
+            "input": {"succeed_on": 3},
+            "onError": {"action": "retry", "maxRetries": 5, "backoff": FAST},
+        },
     )
     async with open_gw() as (gw, probe):
         r = await gw.run(f, None)
@@ -91,8 +131,12 @@ async def test_retry_retries_with_increasing_attempt_until_success(open_gw: Any)
 async def test_retry_exhausted_last_failure_stands(open_gw: Any, business: bool) -> None:
     f = flow(
         {"$step": "s"},
-        {"id": "s", "component": "/probe/flaky", "input": {"business": business},
-         "onError": {"action": "retry", "maxRetries": 2, "backoff": FAST}},
+        {
+            "id": "s",
+            "component": "/probe/flaky",
+            "input": {"business": business},
+            "onError": {"action": "retry", "maxRetries": 2, "backoff": FAST},
+        },
     )
     async with open_gw() as (gw, probe):
         r = (await gw.run(f, None)).to_json()
@@ -105,7 +149,10 @@ async def test_retry_exhausted_last_failure_stands(open_gw: Any, business: bool)
 
 
 async def test_retry_defaults_to_three_retries(open_gw: Any) -> None:
-    f = flow({"$step": "s"}, {"id": "s", "component": "/probe/boom", "onError": {"action": "retry", "backoff": FAST}})
+    f = flow(
+        {"$step": "s"},
+        {"id": "s", "component": "/probe/boom", "onError": {"action": "retry", "backoff": FAST}},
+    )
     async with open_gw() as (gw, probe):
         r = await gw.run(f, None)
     assert r.outcome == "failed"
@@ -113,7 +160,10 @@ async def test_retry_defaults_to_three_retries(open_gw: Any) -> None:
 
 
 async def test_retry_zero_means_one_call(open_gw: Any) -> None:
-    f = flow({"$step": "s"}, {"id": "s", "component": "/probe/boom", "onError": {"action": "retry", "maxRetries": 0}})
+    f = flow(
+        {"$step": "s"},
+        {"id": "s", "component": "/probe/boom", "onError": {"action": "retry", "maxRetries": 0}},
+    )
     async with open_gw() as (gw, probe):
         assert (await gw.run(f, None)).outcome == "failed"
     assert len(probe.calls) == 1
@@ -121,8 +171,15 @@ async def test_retry_zero_means_one_call(open_gw: Any) -> None:
 
 async def test_retry_of_inline_mock_component(open_gw: Any) -> None:
     mock = {"/err": {"behaviors": {"x": {"error": "always"}}}}
-    f = flow({"$step": "s"}, {"id": "s", "component": "/mock/err", "input": "x",
-                              "onError": {"action": "retry", "maxRetries": 1, "backoff": FAST}})
+    f = flow(
+        {"$step": "s"},
+        {
+            "id": "s",
+            "component": "/mock/err",
+            "input": "x",
+            "onError": {"action": "retry", "maxRetries": 1, "backoff": FAST},
+        },
+    )
     async with open_gw(mock) as (gw, _):
         r = (await gw.run(f, None)).to_json()
     assert r["error"]["message"] == 'step "s" failed'
@@ -131,8 +188,12 @@ async def test_retry_of_inline_mock_component(open_gw: Any) -> None:
 async def test_retry_waits_the_backoff_between_attempts(open_gw: Any) -> None:
     f = flow(
         {"$step": "s"},
-        {"id": "s", "component": "/probe/flaky", "input": {"succeed_on": 3},
-         "onError": {"action": "retry", "maxRetries": 3, "backoff": {"type": "constant", "delayMs": 60}}},
+        {
+            "id": "s",
+            "component": "/probe/flaky",
+            "input": {"succeed_on": 3},
+            "onError": {"action": "retry", "maxRetries": 3, "backoff": {"type": "constant", "delayMs": 60}},
+        },
     )
     async with open_gw() as (gw, probe):
         await gw.run(f, None)
@@ -144,12 +205,19 @@ async def test_retry_waits_the_backoff_between_attempts(open_gw: Any) -> None:
 async def test_inputs_failure_is_not_retried(open_gw: Any) -> None:
     f = flow(
         {"$step": "s"},
-        {"id": "s", "component": "/probe/echo", "input": {"$input": "$.missing"},
-         "onError": {"action": "retry", "backoff": FAST}},
+        {
+            "id": "s",
+            "component": "/probe/echo",
+            "input": {"$input": "$.missing"},
+            "onError": {"action": "retry", "backoff": FAST},
+        },
     )
     async with open_gw() as (gw, probe):
         r = await gw.run(f, {})
-    assert r.to_json() == {"outcome": "failed", "error": {"code": 1, "message": "Input path $.missing not found"}}
+    assert r.to_json() == {
+        "outcome": "failed",
+        "error": {"code": 1, "message": "Input path $.missing not found"},
+    }
     assert probe.calls == []
 
 
@@ -170,7 +238,13 @@ def test_backoff_shapes() -> None:
 
 def test_on_error_shapes_load() -> None:
     step = {"id": "s", "component": "/x"}
-    for bad in ({"action": "skip"}, {"action": "terminate"}, {"action": "continue"}, {"action": "default_output"}, {}):
+    for bad in (
+        {"action": "skip"},
+        {"action": "terminate"},
+        {"action": "continue"},
+        {"action": "default_output"},
+        {},
+    ):
         with pytest.raises(FlowLoadError) as info:
             parse_flow({"steps": [{**step, "onError": bad}]})
         assert info.value.json_path == "$.steps[0].onError.action"
@@ -182,4 +256,6 @@ def test_on_error_shapes_load() -> None:
             parse_flow({"steps": [{**step, "onError": {"action": "retry", "backoff": backoff}}]})
         assert (info.value.json_path or "").startswith("$.steps[0].onError.backoff")
     loaded = parse_flow({"steps": [{**step, "onError": {"action": "fail", "defaultValue": 1}}]})
-    assert [(d.kind, d.path) for d in loaded.diagnostics] == [("unknownField", "$.steps[0].onError.defaultValue")]
+    assert [(d.kind, d.path) for d in loaded.diagnostics] == [
+        ("unknownField", "$.steps[0].onError.defaultValue")
+    ]

@@ -42,24 +42,28 @@ def failed(code: int, message: str) -> dict[str, Any]:
 # 1 ------------------------------------------------------------------------------------------------
 async def test_01_bare_path_is_one_literal_key(open_gw: Any) -> None:
     data = {"a.b": "literal key", "a": {"b": "nested"}, "items[0]": "bracket key", "items": ["first"]}
-    flow = out({
-        "bare": {"$input": "a.b"},
-        "deep": {"$input": "$.a.b"},
-        "double_dot": {"$input": "$..a"},
-        "bare_bracket": {"$input": "items[0]"},
-        "index": {"$input": "$.items[0]"},
-        "quoted": {"$input": "$[\"a.b\"]"},
-    })
+    flow = out(
+        {
+            "bare": {"$input": "a.b"},
+            "deep": {"$input": "$.a.b"},
+            "double_dot": {"$input": "$..a"},
+            "bare_bracket": {"$input": "items[0]"},
+            "index": {"$input": "$.items[0]"},
+            "quoted": {"$input": '$["a.b"]'},
+        }
+    )
     async with open_gw() as (gw, _):
         r = await gw.run(flow, data)
-    assert r.to_json() == ok({
-        "bare": "literal key",
-        "deep": "nested",
-        "double_dot": {"b": "nested"},
-        "bare_bracket": "bracket key",
-        "index": "first",
-        "quoted": "literal key",
-    })
+    assert r.to_json() == ok(
+        {
+            "bare": "literal key",
+            "deep": "nested",
+            "double_dot": {"b": "nested"},
+            "bare_bracket": "bracket key",
+            "index": "first",
+            "quoted": "literal key",
+        }
+    )
 
 
 async def test_01_bare_step_path_is_one_literal_key(open_gw: Any) -> None:
@@ -105,7 +109,15 @@ async def test_03_missing_step_path_fails_and_null_step_gives_null(open_gw: Any)
 # 4 ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("cond", "taken"),
-    [(0, "then"), ("", "then"), ([], "then"), ({}, "then"), ("false", "then"), (None, "else"), (False, "else")],
+    [
+        (0, "then"),
+        ("", "then"),
+        ([], "then"),
+        ({}, "then"),
+        ("false", "then"),
+        (None, "else"),
+        (False, "else"),
+    ],
 )
 async def test_04_truthiness(open_gw: Any, cond: Any, taken: str) -> None:
     flow = out({"$if": {"$input": "c"}, "then": "then", "else": "else"})
@@ -130,7 +142,9 @@ async def test_04_failing_condition_means_false(open_gw: Any) -> None:
 # 5 ------------------------------------------------------------------------------------------------
 async def test_05_coalesce_passes_null_and_stops_at_failure(open_gw: Any) -> None:
     async with open_gw() as (gw, _):
-        r = await gw.run(out({"$coalesce": [None, {"$input": "$.a"}, {"$input": "$.b"}]}), {"a": None, "b": 2})
+        r = await gw.run(
+            out({"$coalesce": [None, {"$input": "$.a"}, {"$input": "$.b"}]}), {"a": None, "b": 2}
+        )
         assert r.to_json() == ok(2)
         r = await gw.run(out({"$coalesce": [None, {"$input": "$.missing"}, "never"]}), {})
         assert r.to_json() == failed(1, "Input path $.missing not found")
@@ -155,19 +169,23 @@ async def test_06_key_precedence(open_gw: Any) -> None:
         },
         echo("s", "step"),
     )
-    flow["schemas"] = {"properties": {"variables": {"type": "object", "properties": {"v": {"type": "object"}}}}}
+    flow["schemas"] = {
+        "properties": {"variables": {"type": "object", "properties": {"v": {"type": "object"}}}}
+    }
     async with open_gw() as (gw, _):
         r = await gw.run(flow, {"a": "input"})
-    assert r.to_json() == ok({
-        "literal_over_if": {"$input": "a"},
-        "if_over_coalesce": "if",
-        "coalesce_over_step": "coalesce",
-        "step_over_input": "step",
-        "input_over_variable": "input",
-        "variable_over_template": "var",
-        "template_over_from": "t1",
-        "other_dollar_key_is_data": {"$custom": "input"},
-    })
+    assert r.to_json() == ok(
+        {
+            "literal_over_if": {"$input": "a"},
+            "if_over_coalesce": "if",
+            "coalesce_over_step": "coalesce",
+            "step_over_input": "step",
+            "input_over_variable": "input",
+            "variable_over_template": "var",
+            "template_over_from": "t1",
+            "other_dollar_key_is_data": {"$custom": "input"},
+        }
+    )
 
 
 async def test_06_nested_literal_is_not_evaluated(open_gw: Any) -> None:
@@ -200,7 +218,12 @@ async def test_08_no_early_abort(open_gw: Any) -> None:
     flow = out(
         {"$step": "fine"},
         {"id": "bad", "component": "/probe/boom", "mustExecute": True},
-        {"id": "bad_business", "component": "/probe/fail", "input": {"code": 3, "message": "x"}, "mustExecute": True},
+        {
+            "id": "bad_business",
+            "component": "/probe/fail",
+            "input": {"code": 3, "message": "x"},
+            "mustExecute": True,
+        },
         echo("fine", "still ran"),
     )
     async with open_gw() as (gw, probe):
@@ -216,7 +239,9 @@ async def test_09_dependent_of_failed_step_inherits_error_and_ignores_its_own_on
     flow = out(
         {"$step": "child"},
         {"id": "parent", "component": "/probe/fail", "input": {"code": 42, "message": "parent broke"}},
-        echo("child", {"x": {"$step": "parent"}}, onError={"action": "useDefault", "defaultValue": "not used"}),
+        echo(
+            "child", {"x": {"$step": "parent"}}, onError={"action": "useDefault", "defaultValue": "not used"}
+        ),
     )
     async with open_gw() as (gw, probe):
         handle = await gw.submit(flow, [None])
@@ -227,7 +252,9 @@ async def test_09_dependent_of_failed_step_inherits_error_and_ignores_its_own_on
 
 
 async def test_09_component_error_is_inherited_verbatim_with_its_stack(open_gw: Any) -> None:
-    flow = out({"$step": "child"}, {"id": "parent", "component": "/probe/boom"}, echo("child", {"$step": "parent"}))
+    flow = out(
+        {"$step": "child"}, {"id": "parent", "component": "/probe/boom"}, echo("child", {"$step": "parent"})
+    )
     async with open_gw() as (gw, _):
         r = (await gw.run(flow, None)).to_json()
     assert r["outcome"] == "failed"
@@ -253,25 +280,37 @@ async def test_10_use_default_value_is_a_literal(open_gw: Any) -> None:
 
 # 11 -----------------------------------------------------------------------------------------------
 async def test_11_implicit_variable_defaults_beat_inline_defaults(open_gw: Any) -> None:
-    flow = out({
-        "s": {"$variable": "s", "default": "x"},
-        "n": {"$variable": "n", "default": 5},
-        "b": {"$variable": "b", "default": True},
-        "nullable": {"$variable": "nullable", "default": "x"},
-        "required": {"$variable": "req", "default": "inline"},
-        "object": {"$variable": "obj", "default": "inline"},
-    })
-    flow["schemas"] = {"properties": {"variables": {
-        "type": "object",
+    flow = out(
+        {
+            "s": {"$variable": "s", "default": "x"},
+            "n": {"$variable": "n", "default": 5},
+            "b": {"$variable": "b", "default": True},
+            "nullable": {"$variable": "nullable", "default": "x"},
+            "required": {"$variable": "req", "default": "inline"},
+            "object": {"$variable": "obj", "default": "inline"},
+        }
+    )
+    flow["schemas"] = {
         "properties": {
-            "s": {"type": "string"}, "n": {"type": "number"}, "b": {"type": "boolean"},
-            "nullable": {"type": ["string", "null"]}, "req": {"type": "string"}, "obj": {"type": "object"},
-        },
-        "required": ["req"],
-    }}}
+            "variables": {
+                "type": "object",
+                "properties": {
+                    "s": {"type": "string"},
+                    "n": {"type": "number"},
+                    "b": {"type": "boolean"},
+                    "nullable": {"type": ["string", "null"]},
+                    "req": {"type": "string"},
+                    "obj": {"type": "object"},
+                },
+                "required": ["req"],
+            }
+        }
+    }
     async with open_gw() as (gw, _):
         r = await gw.run(flow, None)
-    assert r.to_json() == ok({"s": "", "n": 0, "b": False, "nullable": None, "required": "inline", "object": "inline"})
+    assert r.to_json() == ok(
+        {"s": "", "n": 0, "b": False, "nullable": None, "required": "inline", "object": "inline"}
+    )
 
 
 # 12 -----------------------------------------------------------------------------------------------
@@ -285,7 +324,9 @@ async def test_12_forward_reference_is_fatal_even_in_an_untaken_branch(open_gw: 
         with pytest.raises(FlowValidationError) as info:
             await gw.run(flow, None)
     assert probe.calls == []
-    assert [(d.kind, d.path) for d in info.value.diagnostics] == [("undefinedStepReference", "$.steps[0].input")]
+    assert [(d.kind, d.path) for d in info.value.diagnostics] == [
+        ("undefinedStepReference", "$.steps[0].input")
+    ]
     assert "comes later" in str(info.value)
 
 
@@ -299,10 +340,16 @@ async def test_13_blob_ids_hash_data_flow_ids_hash_normalised_flow_and_eval_runs
             "evaluated": {"$step": "run", "path": "$.result"},
         },
         {"id": "data", "component": "/builtin/put_blob", "input": {"data": {"x": 1}, "blob_type": "data"}},
-        {"id": "store", "component": "/builtin/put_blob",
-         "input": {"data": {"$literal": inner}, "blob_type": "flow"}},
-        {"id": "run", "component": "/builtin/eval",
-         "input": {"flow_id": {"$step": "store", "path": "blob_id"}, "input": {"v": 15.0}}},
+        {
+            "id": "store",
+            "component": "/builtin/put_blob",
+            "input": {"data": {"$literal": inner}, "blob_type": "flow"},
+        },
+        {
+            "id": "run",
+            "component": "/builtin/eval",
+            "input": {"flow_id": {"$step": "store", "path": "blob_id"}, "input": {"v": 15.0}},
+        },
     )
     async with open_gw() as (gw, _):
         r = (await gw.run(flow, None)).to_json()
@@ -349,7 +396,8 @@ async def test_14_numbers_keep_their_kind_in_lookup_and_results(open_gw: Any) ->
 # 15 -----------------------------------------------------------------------------------------------
 async def test_15_test_matching_partial_objects_exact_arrays(tmp_path: Path) -> None:
     flow = tmp_path / "f.yaml"
-    flow.write_text(f"""
+    flow.write_text(
+        f"""
 schema: {TAG}
 name: match
 steps: []
@@ -368,7 +416,9 @@ test:
     - name: float is not int
       input: {{}}
       output: {{ outcome: success, result: {{ n: 15.0 }} }}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     lines: list[str] = []
     summary = await run_tests([flow], write=lines.append)
     text = "\n".join(lines)
@@ -382,9 +432,16 @@ async def test_16_eval_run_id_is_the_calling_runs_id(open_gw: Any) -> None:
     inner = {"schema": TAG, "steps": [], "output": 1}
     flow = out(
         {"$step": "run"},
-        {"id": "store", "component": "/builtin/put_blob", "input": {"data": {"$literal": inner}, "blob_type": "flow"}},
-        {"id": "run", "component": "/builtin/eval",
-         "input": {"flow_id": {"$step": "store", "path": "blob_id"}, "input": None}},
+        {
+            "id": "store",
+            "component": "/builtin/put_blob",
+            "input": {"data": {"$literal": inner}, "blob_type": "flow"},
+        },
+        {
+            "id": "run",
+            "component": "/builtin/eval",
+            "input": {"flow_id": {"$step": "store", "path": "blob_id"}, "input": None},
+        },
     )
     async with open_gw() as (gw, _):
         handle = await gw.submit(flow, [None])
@@ -399,7 +456,9 @@ async def test_17_error_messages_byte_for_byte(open_gw: Any) -> None:
     weird = 'we"ird\\id'
     mock = {"/strict": {"behaviors": {"known": {"outcome": "success", "result": 1}}}}
     async with open_gw(mock) as (gw, _):
-        r = (await gw.run(out({"$step": weird}, {"id": weird, "component": "/mock/strict", "input": "other"}), None))
+        r = await gw.run(
+            out({"$step": weird}, {"id": weird, "component": "/mock/strict", "input": "other"}), None
+        )
     err = r.to_json()["error"]
     assert err["message"] == 'step "we\\"ird\\\\id" failed'
     assert err["data"]["stack"] == [
@@ -458,7 +517,8 @@ async def test_21_yaml_scalars_stay_strings_and_blob_hash_matches(open_gw: Any, 
     path = tmp_path / "blob.yaml"
     path.write_text(
         "name: y\nsteps:\n  - id: put\n    component: /builtin/put_blob\n    input:\n      blob_type: data\n"
-        "      data:\n        message: Hello, blobs!\n        number: 42\n        timestamp: 2024-01-01 00:00:00+00:00\n"
+        "      data:\n        message: Hello, blobs!\n        number: 42\n"
+        "        timestamp: 2024-01-01 00:00:00+00:00\n"
         "output:\n  id: {$step: put, path: blob_id}\n  flags: [yes, no, on, off, 2024-01-01, 017, 1e3]\n",
         encoding="utf-8",
     )
@@ -480,7 +540,10 @@ plugins:
 routes:
   "/mock/{*component}": [ { plugin: mock } ]
 """
-    flow = out({"$step": "s", "path": "output"}, {"id": "s", "component": "/mock/one_output", "input": {"input": "a"}})
+    flow = out(
+        {"$step": "s", "path": "output"},
+        {"id": "s", "component": "/mock/one_output", "input": {"input": "a"}},
+    )
     async with open_gw(config_yaml=config) as (gw, _):
         assert (await gw.run(flow, None)).to_json() == ok("b")
 

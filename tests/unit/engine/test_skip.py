@@ -22,7 +22,9 @@ def flow(output: Any, *steps: dict[str, Any]) -> dict[str, Any]:
 SKIPPED_IF = {"outcome": "skipped", "reason": "skipIf condition is true"}
 
 
-@pytest.mark.parametrize(("cond", "skipped"), [(True, True), (0, True), ("", True), ({}, True), (None, False), (False, False)])
+@pytest.mark.parametrize(
+    ("cond", "skipped"), [(True, True), (0, True), ("", True), ({}, True), (None, False), (False, False)]
+)
 async def test_skip_if_uses_if_truthiness(open_gw: Any, cond: Any, skipped: bool) -> None:
     f = flow({"$step": "s"}, echo("s", "ran", skipIf={"$input": "c"}))
     async with open_gw() as (gw, probe):
@@ -64,7 +66,10 @@ async def test_failing_skip_if_fails_the_step(open_gw: Any) -> None:
     f = flow({"$step": "s"}, echo("s", 1, skipIf={"$input": "$.nope"}, onError={"action": "useDefault"}))
     async with open_gw() as (gw, probe):
         r = await gw.run(f, {})
-    assert r.to_json() == {"outcome": "failed", "error": {"code": 1, "message": "Input path $.nope not found"}}
+    assert r.to_json() == {
+        "outcome": "failed",
+        "error": {"code": 1, "message": "Input path $.nope not found"},
+    }
     assert probe.calls == []
 
 
@@ -98,7 +103,11 @@ async def test_on_skip_use_default(open_gw: Any) -> None:
     f = flow(
         {
             "with_value": {"$step": "a", "onSkip": {"action": "useDefault", "defaultValue": {"k": 1}}},
-            "path_not_applied": {"$step": "a", "path": "$.k", "onSkip": {"action": "useDefault", "defaultValue": {"k": 2}}},
+            "path_not_applied": {
+                "$step": "a",
+                "path": "$.k",
+                "onSkip": {"action": "useDefault", "defaultValue": {"k": 2}},
+            },
             "null": {"$step": "a", "onSkip": {"action": "useDefault"}},
             "from": {"$from": {"step": "a"}, "onSkip": {"action": "useDefault", "defaultValue": 3}},
         },
@@ -115,7 +124,10 @@ async def test_on_skip_use_default(open_gw: Any) -> None:
 async def test_on_skip_skip_is_the_default_and_explicit(open_gw: Any) -> None:
     f = flow({"$step": "a", "onSkip": {"action": "skip"}}, echo("a", 1, skipIf=True))
     async with open_gw() as (gw, _):
-        assert (await gw.run(f, None)).to_json() == {"outcome": "skipped", "reason": "dependency a was skipped"}
+        assert (await gw.run(f, None)).to_json() == {
+            "outcome": "skipped",
+            "reason": "dependency a was skipped",
+        }
 
 
 async def test_on_skip_does_not_apply_to_failures(open_gw: Any) -> None:
@@ -124,7 +136,10 @@ async def test_on_skip_does_not_apply_to_failures(open_gw: Any) -> None:
         {"id": "a", "component": "/probe/fail", "input": {"code": 9, "message": "x"}},
     )
     async with open_gw() as (gw, _):
-        assert (await gw.run(f, None)).to_json() == {"outcome": "failed", "error": {"code": 9, "message": "x"}}
+        assert (await gw.run(f, None)).to_json() == {
+            "outcome": "failed",
+            "error": {"code": 9, "message": "x"},
+        }
 
 
 async def test_coalesce_and_if_treat_skips_as_null_and_false(open_gw: Any) -> None:
@@ -168,7 +183,10 @@ async def test_component_returning_skipped_skips_the_step(open_gw: Any) -> None:
 
 async def test_mock_skipped_behaviour(open_gw: Any) -> None:
     mock = {"/s": {"behaviors": {"x": {"outcome": "skipped", "reason": "mock says so"}}}}
-    f = flow({"$step": "s", "onSkip": {"action": "useDefault", "defaultValue": "d"}}, {"id": "s", "component": "/mock/s", "input": "x"})
+    f = flow(
+        {"$step": "s", "onSkip": {"action": "useDefault", "defaultValue": "d"}},
+        {"id": "s", "component": "/mock/s", "input": "x"},
+    )
     async with open_gw(mock) as (gw, _):
         assert (await gw.run(f, None)).result == "d"
 
@@ -183,8 +201,12 @@ async def test_depends_on_makes_listed_steps_needed_and_orders_them(open_gw: Any
     async with open_gw() as (gw, probe):
         handle = await gw.submit(f, [None])
     assert [c.step_id for c in probe.calls] == ["write", "read"]
-    write_done = next(fin for _it, _i, step, _s, _r, _st, fin in handle.execution.step_states() if step.id == "write")
-    read_started = next(st for _it, _i, step, _s, _r, st, _f in handle.execution.step_states() if step.id == "read")
+    write_done = next(
+        fin for _it, _i, step, _s, _r, _st, fin in handle.execution.step_states() if step.id == "write"
+    )
+    read_started = next(
+        st for _it, _i, step, _s, _r, st, _f in handle.execution.step_states() if step.id == "read"
+    )
     assert write_done <= read_started
 
 
@@ -218,11 +240,22 @@ async def test_skip_example_from_the_spec(open_gw: Any) -> None:
     f = flow(
         {"$step": "store"},
         echo("enrich", {"text": {"$input": "text"}}, skipIf={"$input": "fast_mode"}),
-        echo("store", {"text": {"$input": "text"},
-                       "extra": {"$step": "enrich", "onSkip": {"action": "useDefault", "defaultValue": {}}}}),
+        echo(
+            "store",
+            {
+                "text": {"$input": "text"},
+                "extra": {"$step": "enrich", "onSkip": {"action": "useDefault", "defaultValue": {}}},
+            },
+        ),
     )
     async with open_gw() as (gw, probe):
-        fast, slow = await gw.run_batch(f, [{"text": "t", "fast_mode": True}, {"text": "t", "fast_mode": False}])
+        fast, slow = await gw.run_batch(
+            f, [{"text": "t", "fast_mode": True}, {"text": "t", "fast_mode": False}]
+        )
     assert fast.result == {"text": "t", "extra": {}}
     assert slow.result == {"text": "t", "extra": {"text": "t"}}
-    assert sorted((c.item_index, c.step_id) for c in probe.calls) == [(0, "store"), (1, "enrich"), (1, "store")]
+    assert sorted((c.item_index, c.step_id) for c in probe.calls) == [
+        (0, "store"),
+        (1, "enrich"),
+        (1, "store"),
+    ]

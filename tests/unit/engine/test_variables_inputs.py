@@ -77,14 +77,19 @@ async def test_validation_failure_names_the_json_path(open_gw: Any) -> None:
     assert r["outcome"] == "failed"
     assert r["error"]["code"] == 400
     assert r["error"]["message"] == "Input validation failed at $.numbers.a: 'x' is not of type 'integer'"
-    assert r["error"]["data"]["errors"][0] == {"path": "$.numbers.a", "message": "'x' is not of type 'integer'"}
+    assert r["error"]["data"]["errors"][0] == {
+        "path": "$.numbers.a",
+        "message": "'x' is not of type 'integer'",
+    }
     assert probe.calls == []  # no step runs
 
 
 async def test_validation_through_ref_and_required(open_gw: Any) -> None:
     async with open_gw() as (gw, _):
         missing = (await gw.run(flow(1, schemas=INPUT_SCHEMAS), {})).to_json()
-        bad_ref = (await gw.run(flow(1, schemas=INPUT_SCHEMAS), {"numbers": {}, "address": {"city": "x"}})).to_json()
+        bad_ref = (
+            await gw.run(flow(1, schemas=INPUT_SCHEMAS), {"numbers": {}, "address": {"city": "x"}})
+        ).to_json()
     assert missing["error"]["message"] == "Input validation failed at $: 'numbers' is a required property"
     assert bad_ref["error"]["message"] == "Input validation failed at $.address: 'zip' is a required property"
 
@@ -96,9 +101,14 @@ async def test_batch_items_are_isolated_and_in_order(open_gw: Any) -> None:
         results = await gw.run_batch(f, items)
     assert [r.to_json() for r in results] == [
         {"outcome": "success", "result": 1},
-        {"outcome": "failed", "error": {
-            "code": 400, "message": "Input validation failed at $.numbers.a: 'bad' is not of type 'integer'",
-            "data": {"errors": [{"path": "$.numbers.a", "message": "'bad' is not of type 'integer'"}]}}},
+        {
+            "outcome": "failed",
+            "error": {
+                "code": 400,
+                "message": "Input validation failed at $.numbers.a: 'bad' is not of type 'integer'",
+                "data": {"errors": [{"path": "$.numbers.a", "message": "'bad' is not of type 'integer'"}]},
+            },
+        },
         {"outcome": "failed", "error": {"code": 1, "message": "Input path $.numbers.a not found"}},
         {"outcome": "success", "result": 4},
     ]
@@ -110,11 +120,15 @@ async def test_no_input_schema_means_no_validation(open_gw: Any) -> None:
 
 
 async def test_schema_dialect_is_honoured(open_gw: Any) -> None:
-    schemas = {"properties": {"input": {
-        "$schema": "http://json-schema.org/draft-04/schema#",
-        "type": "object",
-        "properties": {"n": {"type": "number", "maximum": 5, "exclusiveMaximum": True}},
-    }}}
+    schemas = {
+        "properties": {
+            "input": {
+                "$schema": "http://json-schema.org/draft-04/schema#",
+                "type": "object",
+                "properties": {"n": {"type": "number", "maximum": 5, "exclusiveMaximum": True}},
+            }
+        }
+    }
     async with open_gw() as (gw, _):
         ok = await gw.run(flow({"$input": "n"}, schemas=schemas), {"n": 4})
         bad = await gw.run(flow({"$input": "n"}, schemas=schemas), {"n": 5})
@@ -123,41 +137,62 @@ async def test_schema_dialect_is_honoured(open_gw: Any) -> None:
 
 
 # -- variables --------------------------------------------------------------------------------------
-VARIABLES = {"properties": {"variables": {
-    "type": "object",
+VARIABLES = {
     "properties": {
-        "explicit": {"type": "string", "default": "schema default"},
-        "implicit": {"type": "integer"},
-        "config": {"type": "object"},
-        "needed": {"type": "string"},
-        "token": {"type": "string", "is_secret": True},
-    },
-    "required": ["needed", "config"],
-}}}
+        "variables": {
+            "type": "object",
+            "properties": {
+                "explicit": {"type": "string", "default": "schema default"},
+                "implicit": {"type": "integer"},
+                "config": {"type": "object"},
+                "needed": {"type": "string"},
+                "token": {"type": "string", "is_secret": True},
+            },
+            "required": ["needed", "config"],
+        }
+    }
+}
 
 
 async def test_resolution_order_supplied_then_schema_then_inline(open_gw: Any) -> None:
-    f = flow({
-        "explicit": {"$variable": "explicit", "default": "inline"},
-        "implicit": {"$variable": "implicit", "default": 99},
-        "config_inline": {"$variable": "config", "default": {"from": "inline"}},
-        "needed_inline": {"$variable": "needed", "default": {"$input": "fallback"}},
-    }, schemas=VARIABLES)
+    f = flow(
+        {
+            "explicit": {"$variable": "explicit", "default": "inline"},
+            "implicit": {"$variable": "implicit", "default": 99},
+            "config_inline": {"$variable": "config", "default": {"from": "inline"}},
+            "needed_inline": {"$variable": "needed", "default": {"$input": "fallback"}},
+        },
+        schemas=VARIABLES,
+    )
     async with open_gw() as (gw, _):
         defaults = await gw.run(f, {"fallback": "from input"})
-        supplied = await gw.run(f, {"fallback": "from input"},
-                                variables={"explicit": "given", "implicit": 7, "config": {"x": 1}, "needed": "n"})
+        supplied = await gw.run(
+            f,
+            {"fallback": "from input"},
+            variables={"explicit": "given", "implicit": 7, "config": {"x": 1}, "needed": "n"},
+        )
     assert defaults.result == {
-        "explicit": "schema default", "implicit": 0, "config_inline": {"from": "inline"}, "needed_inline": "from input",
+        "explicit": "schema default",
+        "implicit": 0,
+        "config_inline": {"from": "inline"},
+        "needed_inline": "from input",
     }
-    assert supplied.result == {"explicit": "given", "implicit": 7, "config_inline": {"x": 1}, "needed_inline": "n"}
+    assert supplied.result == {
+        "explicit": "given",
+        "implicit": 7,
+        "config_inline": {"x": 1},
+        "needed_inline": "n",
+    }
 
 
 async def test_variable_sub_paths_and_inline_default_on_miss(open_gw: Any) -> None:
-    f = flow({
-        "deep": {"$variable": "$.config.db.host"},
-        "miss": {"$variable": "$.config.db.port", "default": 5432},
-    }, schemas=VARIABLES)
+    f = flow(
+        {
+            "deep": {"$variable": "$.config.db.host"},
+            "miss": {"$variable": "$.config.db.port", "default": 5432},
+        },
+        schemas=VARIABLES,
+    )
     async with open_gw() as (gw, _):
         r = await gw.run(f, None, variables={"config": {"db": {"host": "h"}}})
     assert r.result == {"deep": "h", "miss": 5432}
@@ -165,18 +200,30 @@ async def test_variable_sub_paths_and_inline_default_on_miss(open_gw: Any) -> No
 
 async def test_missing_required_variable_fails_only_where_evaluated(open_gw: Any) -> None:
     async with open_gw() as (gw, probe):
-        unused = await gw.run(flow({"$step": "s"}, {"id": "s", "component": "/probe/echo", "input": 1},
-                                   schemas=VARIABLES), None)
+        unused = await gw.run(
+            flow({"$step": "s"}, {"id": "s", "component": "/probe/echo", "input": 1}, schemas=VARIABLES), None
+        )
         used = await gw.run(flow({"v": {"$variable": "needed"}}, schemas=VARIABLES), None)
-        sub = await gw.run(flow({"$variable": "$.config.x"}, schemas=VARIABLES), None, variables={"config": {}})
+        sub = await gw.run(
+            flow({"$variable": "$.config.x"}, schemas=VARIABLES), None, variables={"config": {}}
+        )
     assert unused.result == 1
-    assert used.to_json() == {"outcome": "failed", "error": {"code": 1, "message": "Undefined variable: needed"}}
-    assert sub.to_json() == {"outcome": "failed", "error": {"code": 1, "message": "Undefined variable: config"}}
+    assert used.to_json() == {
+        "outcome": "failed",
+        "error": {"code": 1, "message": "Undefined variable: needed"},
+    }
+    assert sub.to_json() == {
+        "outcome": "failed",
+        "error": {"code": 1, "message": "Undefined variable: config"},
+    }
 
 
 async def test_variables_reach_step_inputs_and_secrets_pass_unchanged(open_gw: Any) -> None:
-    f = flow({"$step": "s"}, {"id": "s", "component": "/probe/echo", "input": {"auth": {"$variable": "token"}}},
-             schemas=VARIABLES)
+    f = flow(
+        {"$step": "s"},
+        {"id": "s", "component": "/probe/echo", "input": {"auth": {"$variable": "token"}}},
+        schemas=VARIABLES,
+    )
     async with open_gw() as (gw, probe):
         r = await gw.run(f, None, variables={"token": "s3cret", "needed": "x", "config": {}})
     assert r.result == {"auth": "s3cret"}
@@ -184,7 +231,10 @@ async def test_variables_reach_step_inputs_and_secrets_pass_unchanged(open_gw: A
 
 
 async def test_legacy_from_variable_with_default(open_gw: Any) -> None:
-    f = flow({"$from": {"variable": "config", "default": {"$input": "not evaluated"}}, "path": "$.x"}, schemas=VARIABLES)
+    f = flow(
+        {"$from": {"variable": "config", "default": {"$input": "not evaluated"}}, "path": "$.x"},
+        schemas=VARIABLES,
+    )
     async with open_gw() as (gw, _):
         given = await gw.run(f, None, variables={"config": {"x": 1}})
         default = await gw.run(f, None)
@@ -193,13 +243,24 @@ async def test_legacy_from_variable_with_default(open_gw: Any) -> None:
 
 
 async def test_nested_runs_get_no_variables(open_gw: Any) -> None:
-    inner = {"schema": "https://stepflow.org/schemas/v1/flow.json", "steps": [],
-             "output": {"$variable": "v", "default": "inner default"},
-             "schemas": {"properties": {"variables": {"type": "object", "properties": {"v": {"type": "object"}}}}}}
+    inner = {
+        "schema": "https://stepflow.org/schemas/v1/flow.json",
+        "steps": [],
+        "output": {"$variable": "v", "default": "inner default"},
+        "schemas": {"properties": {"variables": {"type": "object", "properties": {"v": {"type": "object"}}}}},
+    }
     f = flow(
         {"outer": {"$variable": "v"}, "inner": {"$step": "run", "path": "$.result.result"}},
-        {"id": "store", "component": "/builtin/put_blob", "input": {"data": {"$literal": inner}, "blob_type": "flow"}},
-        {"id": "run", "component": "/builtin/eval", "input": {"flow_id": {"$step": "store", "path": "blob_id"}, "input": {}}},
+        {
+            "id": "store",
+            "component": "/builtin/put_blob",
+            "input": {"data": {"$literal": inner}, "blob_type": "flow"},
+        },
+        {
+            "id": "run",
+            "component": "/builtin/eval",
+            "input": {"flow_id": {"$step": "store", "path": "blob_id"}, "input": {}},
+        },
         schemas={"properties": {"variables": {"type": "object", "properties": {"v": {"type": "object"}}}}},
     )
     async with open_gw() as (gw, _):

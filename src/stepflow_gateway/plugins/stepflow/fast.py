@@ -16,18 +16,19 @@ A server that ignores the field answers without the key and everything stays on 
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-from anyio.abc import SocketListener
 
 from ...errors import ProtocolError
-from ...protocol.framing import FrameChannel, available_codecs
+from ...protocol.framing import AsyncioByteStream, FrameChannel, available_codecs
 from ...protocol.messages import TransportAccept, TransportOffer
 
 __all__ = ["FastListener", "open_fast_listener"]
@@ -36,7 +37,7 @@ __all__ = ["FastListener", "open_fast_listener"]
 class FastListener:
     """A listening socket waiting for one child to connect."""
 
-    def __init__(self, listener: SocketListener, offer: TransportOffer, plugin: str) -> None:
+    def __init__(self, listener: socket.socket, offer: TransportOffer, plugin: str) -> None:
         self._listener = listener
         self.offer = offer
         self.plugin = plugin
@@ -51,8 +52,9 @@ class FastListener:
             raise ProtocolError(f"server chose codec {accepted.codec!r}, not offered", plugin=self.plugin)
         try:
             with anyio.fail_after(timeout):
-                stream = await self._listener.accept()
-                channel = FrameChannel(stream, codec=accepted.codec, name=self.plugin)
+                conn, _ = await asyncio.get_running_loop().sock_accept(self._listener)
+                reader, writer = await asyncio.open_unix_connection(sock=conn)
+                channel = FrameChannel(AsyncioByteStream(reader, writer), codec=accepted.codec, name=self.plugin)
                 hello = await channel.receive()
         except TimeoutError:
             raise ProtocolError("server accepted the fast transport but never connected", plugin=self.plugin) from None
@@ -70,12 +72,15 @@ async def open_fast_listener(plugin: str) -> AsyncIterator[FastListener]:
     directory = Path(tempfile.mkdtemp(prefix="sfgw-"))
     path = directory / "rpc.sock"
     try:
-        listener = await anyio.create_unix_listener(path, mode=0o600)
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            listener.bind(str(path))
+            path.chmod(0o600)
+            listener.listen(4)
+            listener.setblocking(False)
             offer = TransportOffer(path=str(path), token=secrets.token_hex(16), codecs=available_codecs())
             yield FastListener(listener, offer, plugin)
         finally:
-            with anyio.CancelScope(shield=True):
-                await listener.aclose()
+            listener.close()
     finally:
         shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,216 @@
+"""The two runtimes: how each is found, configured, started (pinned), probed for readiness and stopped.
+
+``ours`` is ``stepflow-gateway serve`` from this repository's venv; ``upstream`` is the Rust
+``stepflow-server`` 0.9.0 from the ``stepflow-orchestrator`` wheel under ``.peers/orch090``. Both read the
+same substituted config file (``write_configs``) and log at warning level to a file, so stdout stays
+quiet and neither pays for per-request info logs.
+
+``running(runtime, ...)`` is an async context manager: it spawns the server in its own session (so the
+whole process tree can be killed), waits for ``GET /api/v1/health`` (bounded), yields a ``Server``
+and always stops it: SIGTERM, a bounded wait, then SIGKILL to every process left in the tree.
+A runtime that cannot start raises ``StartError`` with a one-line reason (for "n/a: <reason>").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import client, procstat
+
+__all__ = ["PORTS", "RUNTIMES", "Runtime", "Server", "StartError", "Tools", "running", "write_configs"]
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+PEERS = Path(os.environ.get("PEERS") or REPO / ".peers")
+
+READY_TIMEOUT_S = 60.0
+"""Bound of a start: the full config waits for a Python child and a node child (about 1 s upstream)."""
+STOP_GRACE_S = 10.0
+"""SIGTERM first; after this the tree is killed."""
+POLL_S = 0.002
+"""Health polling interval: cold start of the Rust server is ~30 ms, so poll finely."""
+
+RUNTIMES = ("ours", "upstream")
+PORTS = {"ours": 7841, "upstream": 7840}
+
+
+class StartError(Exception):
+    """A runtime did not start; ``str()`` is a one-line reason for the table."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    """Paths of everything outside the repository's Python package that the benchmark needs."""
+
+    upstream_server: Path
+    gateway: Path
+    sf092_python: Path
+    node: Path
+    node_modules: Path
+
+    @classmethod
+    def discover(cls) -> Tools:
+        found = sorted((PEERS / "orch090" / "lib").glob(
+            "python3*/site-packages/stepflow_orchestrator/bin/stepflow-server"))
+        upstream = Path(os.environ.get("STEPFLOW_SERVER") or (found[-1] if found else PEERS / "orch090"))
+        gateway = Path(sys.executable).with_name("stepflow-gateway")
+        node = Path(shutil.which("node") or "/usr/bin/node")
+        return cls(upstream, gateway, PEERS / "sf092" / "bin" / "python", node, PEERS / "npm" / "node_modules")
+
+    def missing(self) -> list[str]:
+        """Human-readable list of absent prerequisites (empty when all are there)."""
+        out = []
+        checks = [(self.upstream_server, "upstream stepflow-server 0.9.0"), (self.gateway, "stepflow-gateway"),
+                  (self.sf092_python, "stepflow-py 0.9.2 venv"), (self.node, "node"),
+                  (self.node_modules / "@modelcontextprotocol" / "server-everything", "server-everything")]
+        for path, what in checks:
+            if not path.exists():
+                out.append(f"{what} ({path})")
+        return out
+
+
+def write_configs(tools: Tools, workdir: Path) -> dict[str, Path]:
+    """Substitute ``$PYTHON``/``$NODE_MODULES``/``$NODE`` into every ``configs/*.yml``; copy echo_server.py.
+
+    Returns ``{config name: absolute path}`` (upstream uses the config's directory as children's cwd).
+    """
+    values = {"PYTHON": str(tools.sf092_python), "NODE_MODULES": str(tools.node_modules),
+              "NODE": str(tools.node)}
+    shutil.copy(BENCH / "configs" / "echo_server.py", workdir / "echo_server.py")
+    out = {}
+    for src in sorted((BENCH / "configs").glob("*.yml")):
+        dst = workdir / src.name
+        dst.write_text(string.Template(src.read_text()).substitute(values))
+        out[src.stem] = dst
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """One side of the comparison: its name, port, argv and environment."""
+
+    name: str
+    port: int
+    tools: Tools
+    server_cpu: int | None
+    logdir: Path
+
+    def argv(self, config: Path, port: int) -> list[str]:
+        if self.name == "ours":
+            cmd = [str(self.tools.gateway), "serve", "--config", str(config), "--host", "127.0.0.1",
+                   "--port", str(port), "--log-level", "WARNING"]
+        else:
+            cmd = [str(self.tools.upstream_server), "--port", str(port), "--config", str(config),
+                   "--log-level", "warn", "--log-destination", "file", "--log-file", str(self.logdir / "upstream")]
+        if self.server_cpu is not None and shutil.which("taskset"):
+            cmd = ["taskset", "-c", str(self.server_cpu), *cmd]
+        return cmd
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("SIDEBYSIDE_NETNS", None)
+        if self.name == "ours":
+            env["STEPFLOW_GATEWAY_SHUTDOWN_GRACE"] = "2"
+        return env
+
+
+@dataclass(slots=True)
+class Server:
+    """A started server: its process, port and readiness time (seconds from spawn to healthy)."""
+
+    runtime: Runtime
+    proc: subprocess.Popen[bytes]
+    port: int
+    ready_s: float
+    spawned_at: float
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive_reason(self) -> str | None:
+        """``None`` while running, else why it is not (exit code and the log's last line)."""
+        code = self.proc.poll()
+        if code is None:
+            return None
+        return f"server exited with code {code}: {_log_tail(self.log)}"
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "(no log)"
+    return lines[-1][:200] if lines else "(empty log)"
+
+
+async def _wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        code = proc.poll()
+        if code is not None:
+            raise StartError(f"exited with code {code} before becoming healthy: {_log_tail(log)}")
+        try:
+            status, _ = await client.request(port, "GET", "/api/v1/health", timeout=5.0)
+            if status == 200:
+                return
+        except (OSError, TimeoutError):
+            pass
+        if time.monotonic() > deadline:
+            raise StartError(f"not healthy after {READY_TIMEOUT_S:g} s: {_log_tail(log)}")
+        await asyncio.sleep(POLL_S)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    pids = procstat.tree_pids(proc.pid) if proc.poll() is None else []
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            pass
+    for pid in [*pids, proc.pid]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the session: children that were re-parented
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+@asynccontextmanager
+async def running(runtime: Runtime, config: Path, *, port: int | None = None, tag: str = "") -> AsyncIterator[Server]:
+    """Start ``runtime`` with ``config`` and yield it once healthy; always stop it (tree included)."""
+    port = port or runtime.port
+    log = runtime.logdir / f"{runtime.name}{tag}.log"
+    if runtime.name == "upstream" and not runtime.tools.upstream_server.exists():
+        raise StartError(f"binary not found: {runtime.tools.upstream_server}")
+    if runtime.name == "ours" and not runtime.tools.gateway.exists():
+        raise StartError(f"not installed: {runtime.tools.gateway}")
+    with log.open("ab") as logf:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(runtime.argv(config, port), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                cwd=config.parent, env=runtime.env(), start_new_session=True)
+    try:
+        await _wait_healthy(proc, port, log)
+        yield Server(runtime, proc, port, time.perf_counter() - t0, t0, log)
+    finally:
+        await asyncio.to_thread(_stop, proc)
