@@ -47,8 +47,18 @@ def _args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--flows-dir", type=Path, help="read <name>.json flows from here instead of building them")
     ap.add_argument("--output", type=Path, help="markdown report (default benchmarks/RESULTS.md; smoke: stdout)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
+    ap.add_argument("--py-spy", type=Path, metavar="DIR",
+                    help="profile our server with py-spy during each flow's cells (profiles in DIR)")
     ap.add_argument("-v", "--verbose", action="store_true", help="log every cell on stderr")
     return ap.parse_args(argv)
+
+
+def _loadavg() -> str:
+    """1/5/15-minute load averages: other work on the machine shows up here (it skews every figure)."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 def main(argv: list[str]) -> int:
@@ -76,9 +86,13 @@ def main(argv: list[str]) -> int:
     configs = write_configs(tools, workdir)
     runtimes = {name: Runtime(name, PORTS[name], tools, pinning.server, workdir) for name in RUNTIMES}
     results = Results(profile.name, meta=describe(tools, pinning))
+    results.meta["load average at start"] = _loadavg()
+    if a.py_spy:
+        results.meta["profiled"] = f"py-spy sampled our server (profiles in {a.py_spy}): its figures are inflated"
     log.info("starting", profile=profile.name, flows=",".join(profile.flows), logs=str(workdir))
-    asyncio.run(Bench(profile, runtimes, configs, results, a.flows_dir).run())
+    asyncio.run(Bench(profile, runtimes, configs, results, a.flows_dir, a.py_spy).run())
 
+    results.meta["load average at end"] = _loadavg()
     command = "benchmarks/harness.py " + shlex.join(argv) if argv else "benchmarks/harness.py"
     text = to_markdown(results, profile, command.strip())
     output = a.output or (None if a.smoke else HERE / "RESULTS.md")

@@ -29,8 +29,18 @@ REPO = Path(__file__).resolve().parent.parent
 SERVER = str(REPO / "tests" / "integration" / "stepflow" / "servers" / "sdk_server.py")
 
 TRANSPORTS: dict[str, dict[str, Any]] = {
-    "stdio newline JSON": {"transport": "stdio", "command": sys.executable, "args": [SERVER], "fastTransport": False},
-    "stdio + fast (unix frames)": {"transport": "stdio", "command": sys.executable, "args": [SERVER], "fastTransport": True},
+    "stdio newline JSON": {
+        "transport": "stdio",
+        "command": sys.executable,
+        "args": [SERVER],
+        "fastTransport": False,
+    },
+    "stdio + fast (unix frames)": {
+        "transport": "stdio",
+        "command": sys.executable,
+        "args": [SERVER],
+        "fastTransport": True,
+    },
     "http worker": {"command": sys.executable, "args": [SERVER, "--http"], "fastTransport": False},
     "http worker + fast": {"command": sys.executable, "args": [SERVER, "--http"], "fastTransport": True},
 }
@@ -62,13 +72,18 @@ async def _measure(plugin: StepflowPlugin, payload: Any, calls: int, concurrency
 
 
 async def main(calls: int, concurrency: int, only: list[str] | None) -> None:
-    print(f"{'transport':28} {'small seq':>10} {'small c=' + str(concurrency):>11} {'64K seq':>9} {'64K c=' + str(concurrency):>9}   (calls/s)")
+    print(
+        f"{'transport':28} {'small seq':>10} {'small c=' + str(concurrency):>11} "
+        f"{'64K seq':>9} {'64K c=' + str(concurrency):>9}   (calls/s)"
+    )
     results: dict[str, list[float]] = {}
     for name, options in TRANSPORTS.items():
         if only and not any(o in name for o in only):
             continue
         plugin = StepflowPlugin(name, StepflowPlugin.config_model.model_validate(options))
-        ctx = PluginContext(plugin_name=name, working_directory=REPO, runtime=_NoRuntime(), environ=dict(os.environ))  # type: ignore[arg-type]
+        ctx = PluginContext(
+            plugin_name=name, working_directory=REPO, runtime=_NoRuntime(), environ=dict(os.environ)
+        )  # type: ignore[arg-type]
         with anyio.fail_after(60):
             await plugin.start(ctx)
         try:
@@ -86,8 +101,10 @@ async def main(calls: int, concurrency: int, only: list[str] | None) -> None:
     base = results.get("stdio newline JSON")
     fast = results.get("stdio + fast (unix frames)")
     if base and fast:
-        print("speedup of the fast transport over newline JSON on pipes:",
-              ", ".join(f"{f / b:.2f}x" for f, b in zip(fast, base, strict=True)))
+        print(
+            "speedup of the fast transport over newline JSON on pipes:",
+            ", ".join(f"{f / b:.2f}x" for f, b in zip(fast, base, strict=True)),
+        )
 
 
 if __name__ == "__main__":
@@ -96,6 +113,8 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--only", nargs="*", help="substrings of transport names to run")
     args = parser.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30),
-                        logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(30),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+    )
     anyio.run(main, args.calls, args.concurrency, args.only)

@@ -29,6 +29,7 @@ import structlog
 from . import client, procstat
 from .flows import load_flow
 from .profiles import Profile
+from .pyspy import profiling
 from .results import Results, Value, na
 from .servers import PORTS, RUNTIMES, Runtime, Server, StartError, running
 
@@ -69,12 +70,14 @@ class Bench:
     """One harness run: owns the runtimes, the servers while they run, and the ``Results``."""
 
     def __init__(self, profile: Profile, runtimes: dict[str, Runtime], configs: dict[str, Path],
-                 results: Results, flows_dir: Path | None = None) -> None:
+                 results: Results, flows_dir: Path | None = None, py_spy: Path | None = None) -> None:
         self.p = profile
         self.runtimes = runtimes
         self.configs = configs
         self.res = results
         self.flows_dir = flows_dir
+        self.py_spy = py_spy
+        """Directory for py-spy profiles of our server, one per flow (``None``: no profiling)."""
         self.servers: dict[str, Server] = {}
         self.down: dict[str, str] = {}
         """Runtimes that are not usable, with the reason."""
@@ -263,17 +266,18 @@ class Bench:
                 self.res.notes.append(f"{name}, {flow_name}: warm-up failed: {warm.error_sample}")
         pools: dict[tuple[int, str], _Pool] = {}
         i = 0
-        for _ in range(self.p.rounds):
-            for c in self.p.concurrency:
-                for name in self._order(i):
-                    if name in skip:
-                        continue
-                    why = self._usable(name)
-                    if why:
-                        skip[name] = why
-                        continue
-                    await self._cell(flow_name, name, c, bodies[name], pools.setdefault((c, name), _Pool()))
-                i += 1
+        async with profiling(self.py_spy, self.servers.get("ours"), flow_name):
+            for _ in range(self.p.rounds):
+                for c in self.p.concurrency:
+                    for name in self._order(i):
+                        if name in skip:
+                            continue
+                        why = self._usable(name)
+                        if why:
+                            skip[name] = why
+                            continue
+                        await self._cell(flow_name, name, c, bodies[name], pools.setdefault((c, name), _Pool()))
+                    i += 1
         self._flow_rows(flow_name, pools, skip)
 
     async def _cell(self, flow_name: str, name: str, c: int, body: bytes, pool: _Pool) -> None:

@@ -2,7 +2,12 @@
 
 "noop" is the builtin ``/create_messages`` (upstream 0.9.0 has no noop builtin). ``noop-N`` are N
 independent steps (a fan-out), ``chain-N`` are N sequential steps each fed the previous step's
-``messages[0].content``. Every flow takes the input ``{"data": "bench"}``.
+``$.messages[0].content``. Every flow takes the input ``{"data": "bench"}``.
+
+One deliberate difference from the shared files: their chains write the bare path ``messages[0].content``.
+Upstream 0.9.0 reads that as a path; this project's spec (flow-format.md §5.2, §16.1) reads a bare path
+as ONE literal key, so our runs fail with ``Path $["messages[0].content"] not found``. Both runtimes read
+``$.messages[0].content`` the same way, so the built-in chains use it (``--flows-dir`` gives the originals).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 __all__ = ["ALL_FLOWS", "DEFAULT_FLOWS", "load_flow"]
 
 NOOP = "/create_messages"
+CHAIN_PATH = "$.messages[0].content"
+"""The shared anchor files write ``messages[0].content`` (see the module docstring)."""
 
 
 def _fanout(n: int, name: str, description: str) -> dict[str, Any]:
@@ -27,7 +34,7 @@ def _chain(n: int) -> dict[str, Any]:
     steps: list[dict[str, Any]] = [{"id": "noop_1", "component": NOOP, "input": {"user_prompt": {"$input": "data"}}}]
     for i in range(2, n + 1):
         steps.append({"id": f"noop_{i}", "component": NOOP,
-                      "input": {"user_prompt": {"$step": f"noop_{i - 1}", "path": "messages[0].content"}}})
+                      "input": {"user_prompt": {"$step": f"noop_{i - 1}", "path": CHAIN_PATH}}})
     return {"name": f"Anchor - Noop chain x{n}", "description": f"{n} sequential noop steps",
             "steps": steps, "output": {"$step": f"noop_{n}"}}
 

@@ -77,8 +77,13 @@ async def data_analysis(input: dict, ctx: Context) -> dict:
     std = math.sqrt(sum((x - mean) ** 2 for x in data) / n) if n else 0.0
     if kind == "distribution":
         outliers = [x for x in data if std and abs(x - mean) > 2 * std]
-        analysis = {"type": kind, "count": n, "outliers": outliers, "min": min(data, default=None),
-                    "max": max(data, default=None)}
+        analysis = {
+            "type": kind,
+            "count": n,
+            "outliers": outliers,
+            "min": min(data, default=None),
+            "max": max(data, default=None),
+        }
         summary = f"Distribution analysis for {n} data points with {len(outliers)} outliers"
     else:
         analysis = {"type": kind, "count": n, "mean": mean, "std_dev": std}

@@ -49,7 +49,9 @@ _WORD = re.compile(r"[\w']+")
 @server.component
 def transform(input: TransformInput) -> TransformOutput:
     """Change the case of a text (upper, lower, title) or reverse it."""
-    fn = {"upper": str.upper, "lower": str.lower, "title": str.title, "reverse": lambda s: s[::-1]}[input.mode]
+    fn = {"upper": str.upper, "lower": str.lower, "title": str.title, "reverse": lambda s: s[::-1]}[
+        input.mode
+    ]
     return TransformOutput(text=fn(input.text), mode=input.mode)
 
 

@@ -60,7 +60,11 @@ async def test_error_replies_and_handler_bugs_become_rpc_errors() -> None:
             await tg.start(server.run)
             with pytest.raises(RpcError) as info:
                 await client.request("fail", {})
-            assert (info.value.code, info.value.message, info.value.data) == (-32003, "Component execution failed: kaboom", {})
+            assert (info.value.code, info.value.message, info.value.data) == (
+                -32003,
+                "Component execution failed: kaboom",
+                {},
+            )
             with pytest.raises(RpcError, match="Internal error: bug"):
                 await client.request("crash", {})
             with pytest.raises(RpcError) as info:

@@ -165,7 +165,15 @@ class RunExecution:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             self._scope = tg.cancel_scope
+            if self.cancelled:  # cancelled before it started
+                tg.cancel_scope.cancel()
+                return_early = True
+            else:
+                return_early = False
             for i, item in enumerate(self.inputs):
+                if return_early:
+                    self.items.append(ItemState(i, item, self.variables, self.plan))
+                    continue
                 self._start_item(i, item)
         results: list[FlowResult] = []
         for item in self.items:
@@ -213,7 +221,6 @@ class RunExecution:
 
     def _drive(self, item: ItemState, work: list[int]) -> None:
         steps = self.plan.steps
-        index = self.plan.index
         state = item.state
         while work:
             w = work.pop()
@@ -265,7 +272,6 @@ class RunExecution:
                     self._finish(item, w, outcome, work)
                     continue
             self._tg.start_soon(self._run_step, item, w, step, plugin, local, pre)
-        del index
 
     def _wait(self, item: ItemState, waiter: int, needs: list[str], work: list[int]) -> None:
         index = self.plan.index

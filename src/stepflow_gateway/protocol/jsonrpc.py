@@ -210,7 +210,9 @@ class Peer:
         except RpcError as exc:
             reply = error_message(request_id, exc)
         except ValidationError:
-            reply = error_message(request_id, RpcError(INVALID_PARAMS, f"Invalid parameters for request {request_id}"))
+            reply = error_message(
+                request_id, RpcError(INVALID_PARAMS, f"Invalid parameters for request {request_id}")
+            )
         except Exception as exc:  # the error boundary: never let a handler kill the connection
             log.exception("request handler failed", peer=self.name, method=method)
             reply = error_message(request_id, RpcError(INTERNAL_ERROR, f"Internal error: {exc}"))
@@ -232,7 +234,9 @@ class Peer:
         self._closed = True
         pending, self._pending = self._pending, {}
         for waiter in pending.values():
-            waiter.error = TransportClosed(f"{CRASH_MESSAGE} ({reason})", plugin=self.name or None, code=INTERNAL_ERROR)
+            waiter.error = TransportClosed(
+                f"{CRASH_MESSAGE} ({reason})", plugin=self.name or None, code=INTERNAL_ERROR
+            )
             waiter.event.set()
         self.closed_event.set()
 
@@ -241,7 +245,7 @@ class Peer:
         self._close_reason = reason
         self._fail_all(reason)
 
-    async def request(self, method: str, params: Any = None, *, timeout: float | None = None) -> Any:
+    async def request(self, method: str, params: Any = None, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         """Send a request and wait for its result.
 
         Raises:
@@ -273,6 +277,8 @@ class Peer:
     async def notify(self, method: str, params: Any = None) -> None:
         """Send a notification (``params`` defaults to ``{}``: stepflow-py drops it otherwise)."""
         try:
-            await self.channel.send({"jsonrpc": "2.0", "method": method, "params": {} if params is None else params})
+            await self.channel.send(
+                {"jsonrpc": "2.0", "method": method, "params": {} if params is None else params}
+            )
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise TransportClosed(f"could not send {method}: {exc}", plugin=self.name or None) from exc

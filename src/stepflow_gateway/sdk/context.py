@@ -37,7 +37,9 @@ class Context:
 
     __slots__ = ("_send", "step_id", "run_id", "flow_id", "attempt", "_obs")
 
-    def __init__(self, send: SendRequest, *, attempt: int = 1, observability: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, send: SendRequest, *, attempt: int = 1, observability: dict[str, Any] | None = None
+    ) -> None:
         self._send = send
         obs = observability or {}
         self._obs = {k: v for k, v in obs.items() if isinstance(v, str)}
@@ -77,9 +79,13 @@ class Context:
             params["overrides"] = overrides
         return dict(await self._call("runs/submit", params))
 
-    async def get_run(self, run_id: str, *, wait: bool = False, include_results: bool = True) -> dict[str, Any]:
+    async def get_run(
+        self, run_id: str, *, wait: bool = False, include_results: bool = True
+    ) -> dict[str, Any]:
         """Status (and results) of a run (``runs/get``)."""
-        return dict(await self._call("runs/get", {"runId": run_id, "wait": wait, "includeResults": include_results}))
+        return dict(
+            await self._call("runs/get", {"runId": run_id, "wait": wait, "includeResults": include_results})
+        )
 
     async def evaluate_flow(self, flow: dict[str, Any] | str, input: Any) -> Any:
         """Run ``flow`` (a flow object, or the blob id of a stored one) on one input; return its result.

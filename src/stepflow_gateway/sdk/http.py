@@ -65,20 +65,28 @@ class _SseExecute:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         state = self.state
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"cache-control", b"no-cache"),
-                (b"stepflow-instance-id", state.instance_id.encode()),
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"stepflow-instance-id", state.instance_id.encode()),
+                ],
+            }
+        )
         lock = anyio.Lock()
 
         async def emit(message: Any) -> None:
             async with lock:
-                await send({"type": "http.response.body", "body": b"data: " + dumps(message) + b"\n\n", "more_body": True})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": b"data: " + dumps(message) + b"\n\n",
+                        "more_body": True,
+                    }
+                )
 
         async def callback(method: str, params: Any) -> Any:
             callback_id = str(uuid.uuid4())
@@ -120,21 +128,27 @@ def create_app(server: ComponentServer, *, fast: bool = True) -> Starlette:
             tg.cancel_scope.cancel()
 
     async def health(request: Request) -> Response:
-        return JSONResponse({
-            "status": "healthy",
-            "instanceId": state.instance_id,
-            "timestamp": datetime.now(UTC).isoformat(),
-            "service": "stepflow-gateway-sdk",
-        })
+        return JSONResponse(
+            {
+                "status": "healthy",
+                "instanceId": state.instance_id,
+                "timestamp": datetime.now(UTC).isoformat(),
+                "service": "stepflow-gateway-sdk",
+            }
+        )
 
     async def rpc(request: Request) -> Any:
         body = await request.body()
         try:
             msg = loads(body)
         except ValueError:
-            return _json({"error": {"code": -32600, "message": "Failed to decode message: invalid JSON"}}, 400)
+            return _json(
+                {"error": {"code": -32600, "message": "Failed to decode message: invalid JSON"}}, 400
+            )
         if not isinstance(msg, dict):
-            return _json({"error": {"code": -32600, "message": "Failed to decode message: not an object"}}, 400)
+            return _json(
+                {"error": {"code": -32600, "message": "Failed to decode message: not an object"}}, 400
+            )
         method, request_id = msg.get("method"), msg.get("id")
         if method is None:
             waiter = state.pending.get(request_id) if request_id is not None else None
@@ -157,8 +171,12 @@ def create_app(server: ComponentServer, *, fast: bool = True) -> Starlette:
                 peer_ref.append(peer)
                 state.tg.start_soon(peer.run)
             return _json(response_message(request_id, result))
-        if method == Method.COMPONENTS_EXECUTE and isinstance(params, dict) and server.wants_context(
-            params.get("component")  # type: ignore[arg-type]
+        if (
+            method == Method.COMPONENTS_EXECUTE
+            and isinstance(params, dict)
+            and server.wants_context(
+                params.get("component")  # type: ignore[arg-type]
+            )
         ):
             return _SseExecute(state, request_id, params)
         try:
@@ -167,22 +185,30 @@ def create_app(server: ComponentServer, *, fast: bool = True) -> Starlette:
         except RpcError as exc:
             return _json(error_message(request_id, exc))
 
-    return Starlette(routes=[Route("/", rpc, methods=["POST"]), Route("/health", health, methods=["GET"])],
-                     lifespan=lifespan)
+    return Starlette(
+        routes=[Route("/", rpc, methods=["POST"]), Route("/health", health, methods=["GET"])],
+        lifespan=lifespan,
+    )
 
 
-async def serve_http(server: ComponentServer, *, host: str = "127.0.0.1", port: int = 0, fast: bool = True) -> None:
+async def serve_http(
+    server: ComponentServer, *, host: str = "127.0.0.1", port: int = 0, fast: bool = True
+) -> None:
     """Bind, print ``{"port": N}`` on stdout, serve until stopped (SIGTERM/SIGINT)."""
     import uvicorn
 
     # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto says
     # TCP, and without it Nagle + delayed ACK add ~40 ms to every response.
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(
+        socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     bound = sock.getsockname()[1]
     sys.stdout.write(json.dumps({"port": bound}) + "\n")
     sys.stdout.flush()
-    config = uvicorn.Config(create_app(server, fast=fast), log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        create_app(server, fast=fast), log_level="warning", access_log=False, lifespan="on"
+    )
     await uvicorn.Server(config).serve(sockets=[sock])

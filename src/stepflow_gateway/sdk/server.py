@@ -59,7 +59,10 @@ class _Spec:
 
 
 def component(
-    fn: Callable[..., Any] | None = None, *, name: str | None = None, description: str | None = None,
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    description: str | None = None,
     blocking: bool = False,
 ) -> Any:
     """Mark a function as a component (``ComponentServer(components=[...])`` or ``server.add`` picks it up).
@@ -131,14 +134,22 @@ class ComponentServer:
     ```
     """
 
-    def __init__(self, name: str = "stepflow-gateway-sdk", *, components: Sequence[Callable[..., Any]] = ()) -> None:
+    def __init__(
+        self, name: str = "stepflow-gateway-sdk", *, components: Sequence[Callable[..., Any]] = ()
+    ) -> None:
         self.name = name
         self._specs: dict[str, _Spec] = {}
         for fn in components:
             self.add(fn)
 
-    def add(self, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None,
-            blocking: bool | None = None) -> Callable[..., Any]:
+    def add(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        blocking: bool | None = None,
+    ) -> Callable[..., Any]:
         """Register ``fn`` (options from ``@component`` apply unless given here)."""
         marks = getattr(fn, _MARK, {})
         spec = _build_spec(
@@ -152,8 +163,14 @@ class ComponentServer:
         self._specs[spec.name] = spec
         return fn
 
-    def component(self, fn: Callable[..., Any] | None = None, *, name: str | None = None,
-                  description: str | None = None, blocking: bool = False) -> Any:
+    def component(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        blocking: bool = False,
+    ) -> Any:
         """Decorator form of :meth:`add`."""
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -196,13 +213,19 @@ class ComponentServer:
         try:
             value = spec.input_adapter.validate_python(raw) if spec.input_adapter is not None else raw
         except ValidationError as exc:
-            raise RpcError(EXECUTION_FAILED, f"Component execution failed: invalid input: {_brief(exc)}", {}) from None
+            raise RpcError(
+                EXECUTION_FAILED, f"Component execution failed: invalid input: {_brief(exc)}", {}
+            ) from None
         kwargs: dict[str, Any] = {}
         if spec.context_param is not None:
             if send is None:
-                raise RpcError(EXECUTION_FAILED, "Component execution failed: no callback channel for the context")
+                raise RpcError(
+                    EXECUTION_FAILED, "Component execution failed: no callback channel for the context"
+                )
             kwargs[spec.context_param] = Context(
-                _checked(send), attempt=int(params.get("attempt") or 1), observability=params.get("observability")
+                _checked(send),
+                attempt=int(params.get("attempt") or 1),
+                observability=params.get("observability"),
             )
         try:
             if spec.is_async:
@@ -211,7 +234,11 @@ class ComponentServer:
                 result = await anyio.to_thread.run_sync(lambda: spec.fn(value, **kwargs))
             else:
                 result = spec.fn(value, **kwargs)
-            output = spec.output_adapter.dump_python(result, mode="json") if spec.output_adapter else _plain(result)
+            output = (
+                spec.output_adapter.dump_python(result, mode="json")
+                if spec.output_adapter
+                else _plain(result)
+            )
         except RpcError:
             raise
         except Exception as exc:
@@ -227,7 +254,7 @@ class ComponentServer:
         parser = argparse.ArgumentParser(prog=self.name)
         parser.add_argument("--http", action="store_true", help="serve HTTP instead of stdio")
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=int, default=0, help="0 = any free port (printed as {\"port\": N})")
+        parser.add_argument("--port", type=int, default=0, help='0 = any free port (printed as {"port": N})')
         parser.add_argument("--no-fast", action="store_true", help="never switch to the fast transport")
         args = parser.parse_args(list(argv) if argv is not None else sys.argv[1:])
         if not structlog.is_configured():

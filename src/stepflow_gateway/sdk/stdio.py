@@ -78,7 +78,9 @@ async def _std_streams() -> tuple[Any, Any]:
     tx: Any
     try:
         reader = asyncio.StreamReader(limit=1 << 26)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(in_fd, "rb", buffering=0))
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(in_fd, "rb", buffering=0)
+        )
         rx = _Reader(reader)
     except ValueError:
         rx = _FdReader(in_fd)

@@ -42,7 +42,9 @@ class DictRuntime:
 
     async def put_blob(self, data: Any, blob_type: str = "data") -> str:
         self.calls.append("put_blob")
-        blob_id = hashlib.sha256(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()).hexdigest()
+        blob_id = hashlib.sha256(
+            json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        ).hexdigest()
         self.blobs[blob_id] = (data, blob_type)
         return blob_id
 
@@ -57,20 +59,34 @@ class DictRuntime:
             return FlowResult.success({"doubled": value["n"] * 2})
         return FlowResult.failed(7, "flow failed on purpose")
 
-    async def submit_run(self, flow_id: str, inputs: list[Any], *, wait: bool = True, max_concurrency: int | None = None,
-                         overrides: Mapping[str, Any] | None = None, parent: ExecutionContext | None = None) -> RunInfo:
+    async def submit_run(
+        self,
+        flow_id: str,
+        inputs: list[Any],
+        *,
+        wait: bool = True,
+        max_concurrency: int | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        parent: ExecutionContext | None = None,
+    ) -> RunInfo:
         self.calls.append("submit_run")
         blob = self.blobs.get(flow_id)
         if blob is None:
             raise GatewayError(f"flow {flow_id} not found", code=404)
         run_id = str(uuid.uuid4())
-        info = RunInfo(run_id, flow_id, "completed", [self._run_flow(blob[0], v) for v in inputs],
-                       created_at="2026-01-10T12:00:00.000000Z", completed_at="2026-01-10T12:00:00.010000Z")
+        info = RunInfo(
+            run_id,
+            flow_id,
+            "completed",
+            [self._run_flow(blob[0], v) for v in inputs],
+            created_at="2026-01-10T12:00:00.000000Z",
+            completed_at="2026-01-10T12:00:00.010000Z",
+        )
         self.runs[run_id] = info
         self.parents[run_id] = parent
         return info
 
-    async def get_run(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> RunInfo:
+    async def get_run(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> RunInfo:  # noqa: ASYNC109
         self.calls.append("get_run")
         if run_id not in self.runs:
             raise RunNotFound(f"Not found: run with ID '{run_id}'")
@@ -84,18 +100,30 @@ FAST_RETRY = SimpleNamespace(transport_max_retries=2, backoff=SimpleNamespace(de
 
 
 def exec_ctx(runtime: DictRuntime, step_id: str = "s1", attempt: int = 1) -> ExecutionContext:
-    return ExecutionContext(runtime=runtime, run_id=str(uuid.uuid4()), flow_id="ab" * 32, step_id=step_id,
-                            attempt=attempt)
+    return ExecutionContext(
+        runtime=runtime, run_id=str(uuid.uuid4()), flow_id="ab" * 32, step_id=step_id, attempt=attempt
+    )
 
 
 @asynccontextmanager
-async def started_plugin(options: dict[str, Any], runtime: DictRuntime | None = None, *, name: str = "py",
-                         retry: Any = FAST_RETRY, timeout: float = 60) -> AsyncIterator[StepflowPlugin]:
+async def started_plugin(
+    options: dict[str, Any],
+    runtime: DictRuntime | None = None,
+    *,
+    name: str = "py",
+    retry: Any = FAST_RETRY,
+    timeout: float = 60,  # noqa: ASYNC109
+) -> AsyncIterator[StepflowPlugin]:
     """Validate ``options`` (the config mapping minus ``type``), start the plugin, close it after."""
     config = StepflowPlugin.config_model.model_validate(options)
     plugin = StepflowPlugin(name, config)
-    ctx = PluginContext(plugin_name=name, working_directory=HERE, runtime=runtime or DictRuntime(),
-                        environ=dict(os.environ), retry=retry)
+    ctx = PluginContext(
+        plugin_name=name,
+        working_directory=HERE,
+        runtime=runtime or DictRuntime(),
+        environ=dict(os.environ),
+        retry=retry,
+    )
     try:
         with anyio.fail_after(timeout):
             await plugin.start(ctx)

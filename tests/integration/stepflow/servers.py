@@ -17,14 +17,22 @@ SDK_SERVER = str(SERVERS / "sdk_server.py")
 
 def sf07_stdio() -> dict[str, Any]:
     peers.require(peers.sf07_python(), why="stepflow-py 0.7.0")
-    return {"transport": "stdio", "command": str(peers.sf07_python()), "args": [str(SERVERS / "server07.py")],
-            "env": {"STEPFLOW_LOG_LEVEL": "WARNING"}}
+    return {
+        "transport": "stdio",
+        "command": str(peers.sf07_python()),
+        "args": [str(SERVERS / "server07.py")],
+        "env": {"STEPFLOW_LOG_LEVEL": "WARNING"},
+    }
 
 
 def sf092_worker() -> dict[str, Any]:
     peers.require(peers.sf092_python(), why="stepflow-py 0.9.2")
-    return {"command": str(peers.sf092_python()), "args": [str(SERVERS / "worker092.py")],
-            "env": {"STEPFLOW_LOG_LEVEL": "WARNING"}, "healthCheck": {"timeoutMs": 20000}}
+    return {
+        "command": str(peers.sf092_python()),
+        "args": [str(SERVERS / "worker092.py")],
+        "env": {"STEPFLOW_LOG_LEVEL": "WARNING"},
+        "healthCheck": {"timeoutMs": 20000},
+    }
 
 
 def sdk_stdio(fast: bool) -> dict[str, Any]:

@@ -92,7 +92,9 @@ async def test_component_error_becomes_component_error_stack(options: dict, runt
             assert (await plugin.execute("/add", {"a": 1, "b": 1}, exec_ctx(runtime))).result == {"sum": 2}
 
 
-async def test_server_exiting_mid_call_is_restarted_and_call_retried(options: dict, runtime: DictRuntime) -> None:
+async def test_server_exiting_mid_call_is_restarted_and_call_retried(
+    options: dict, runtime: DictRuntime
+) -> None:
     async with started_plugin(options, runtime) as plugin:
         first = plugin._conn
         with anyio.fail_after(60):
@@ -104,7 +106,9 @@ async def test_server_exiting_mid_call_is_restarted_and_call_retried(options: di
             assert "/add" in {c.name for c in await plugin.list_components()}
 
 
-async def test_server_killed_mid_call_is_restarted_and_call_retried(options: dict, runtime: DictRuntime) -> None:
+async def test_server_killed_mid_call_is_restarted_and_call_retried(
+    options: dict, runtime: DictRuntime
+) -> None:
     async with started_plugin(options, runtime) as plugin:
         with anyio.fail_after(10):
             first_pid = (await plugin.execute("/slow_pid", {"ms": 0}, exec_ctx(runtime))).result["pid"]

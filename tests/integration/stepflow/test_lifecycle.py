@@ -22,8 +22,11 @@ async def test_missing_command_fails_start_clearly() -> None:
 
 
 async def test_server_exiting_at_start_reports_status_and_stderr() -> None:
-    options = {"transport": "stdio", "command": sys.executable,
-               "args": ["-c", "import sys; print('bad config', file=sys.stderr); sys.exit(2)"]}
+    options = {
+        "transport": "stdio",
+        "command": sys.executable,
+        "args": ["-c", "import sys; print('bad config', file=sys.stderr); sys.exit(2)"],
+    }
     with pytest.raises(PluginStartError) as info:
         async with started_plugin(options):
             pass
@@ -100,16 +103,21 @@ async def test_g1_runs_submit_callback(runtime: DictRuntime) -> None:
 
 async def test_remote_http_server(free_port, runtime: DictRuntime) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, SDK_SERVER, "--http", "--port", str(port)], stdout=subprocess.PIPE,
-                            cwd=HERE)
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, SDK_SERVER, "--http", "--port", str(port)], stdout=subprocess.PIPE, cwd=HERE
+    )
     try:
         assert proc.stdout is not None
         with anyio.fail_after(20):
             line = await anyio.to_thread.run_sync(proc.stdout.readline)
         assert line.strip() == f'{{"port": {port}}}'.encode()
-        async with started_plugin({"transport": "http", "url": f"http://127.0.0.1:{port}"}, runtime) as plugin:
+        async with started_plugin(
+            {"transport": "http", "url": f"http://127.0.0.1:{port}"}, runtime
+        ) as plugin:
             with anyio.fail_after(10):
-                assert (await plugin.execute("/add", {"a": 4, "b": 4}, exec_ctx(runtime))).result == {"sum": 8}
+                assert (await plugin.execute("/add", {"a": 4, "b": 4}, exec_ctx(runtime))).result == {
+                    "sum": 8
+                }
                 blob = await plugin.execute("/blob_roundtrip", {"y": 2}, exec_ctx(runtime))
             assert blob.result["data"] == {"y": 2}
             proc.terminate()

@@ -195,7 +195,9 @@ class CallbackHandler:
             info = await self.runtime.get_run(p.run_id, wait=p.wait)
         except GatewayError as exc:
             raise RpcError(NOT_FOUND, f"Not found: run with ID '{p.run_id}'") from exc
-        return run_status_json(info, include_results=p.include_results, by_completion=p.result_order == "by_completion")
+        return run_status_json(
+            info, include_results=p.include_results, by_completion=p.result_order == "by_completion"
+        )
 
     async def _flows_evaluate(self, params: Any, ctx: ExecutionContext | None) -> Any:
         p = FlowsEvaluateParams.model_validate(params)

@@ -65,7 +65,9 @@ class StepflowPluginConfig(PluginConfig):
             raise ValueError("transport 'http' needs 'url'")
         if self.transport is None:
             if self.command and self.url:
-                raise ValueError("give either 'command' (self-launching worker) or 'url' (remote server), not both")
+                raise ValueError(
+                    "give either 'command' (self-launching worker) or 'url' (remote server), not both"
+                )
             if not self.command and not self.url:
                 raise ValueError("a stepflow plugin needs 'command' (with optional 'transport') or 'url'")
         return self

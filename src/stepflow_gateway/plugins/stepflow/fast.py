@@ -42,7 +42,7 @@ class FastListener:
         self.offer = offer
         self.plugin = plugin
 
-    async def accept(self, accepted: TransportAccept, timeout: float) -> FrameChannel:
+    async def accept(self, accepted: TransportAccept, timeout: float) -> FrameChannel:  # noqa: ASYNC109
         """The channel the child opened; checks its token.
 
         Raises:
@@ -54,13 +54,19 @@ class FastListener:
             with anyio.fail_after(timeout):
                 conn, _ = await asyncio.get_running_loop().sock_accept(self._listener)
                 reader, writer = await asyncio.open_unix_connection(sock=conn)
-                channel = FrameChannel(AsyncioByteStream(reader, writer), codec=accepted.codec, name=self.plugin)
+                channel = FrameChannel(
+                    AsyncioByteStream(reader, writer), codec=accepted.codec, name=self.plugin
+                )
                 hello = await channel.receive()
         except TimeoutError:
-            raise ProtocolError("server accepted the fast transport but never connected", plugin=self.plugin) from None
+            raise ProtocolError(
+                "server accepted the fast transport but never connected", plugin=self.plugin
+            ) from None
         except (anyio.EndOfStream, OSError) as exc:
             raise ProtocolError(f"fast transport handshake failed: {exc}", plugin=self.plugin) from exc
-        if not isinstance(hello, dict) or not secrets.compare_digest(str(hello.get("token", "")), self.offer.token):
+        if not isinstance(hello, dict) or not secrets.compare_digest(
+            str(hello.get("token", "")), self.offer.token
+        ):
             await channel.aclose()
             raise ProtocolError("fast transport handshake carried a wrong token", plugin=self.plugin)
         return channel

@@ -77,7 +77,12 @@ class HttpChannel:
         self._ids = itertools.count(1)
 
     async def request(
-        self, method: str, params: Any, *, timeout: float | None = None, ctx: ExecutionContext | None = None
+        self,
+        method: str,
+        params: Any,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        ctx: ExecutionContext | None = None,  # noqa: ASYNC109
     ) -> Any:
         """POST a request and return its result.
 
@@ -105,7 +110,9 @@ class HttpChannel:
         except httpx2.ConnectError as exc:
             raise ConnectError(f"cannot connect to {self.url}: {exc}", plugin=self.plugin) from exc
         except httpx2.TransportError as exc:
-            raise TransportClosed(f"HTTP exchange with {self.url} failed: {exc!r}", plugin=self.plugin) from exc
+            raise TransportClosed(
+                f"HTTP exchange with {self.url} failed: {exc!r}", plugin=self.plugin
+            ) from exc
 
     def _read_plain(self, status: int, data: bytes, request_id: str) -> Any:
         try:
@@ -161,7 +168,9 @@ class HttpChannel:
             raise RpcError.from_json(final["error"])
         return final.get("result")
 
-    async def _answer_callback(self, msg: dict[str, Any], headers: dict[str, str], ctx: ExecutionContext | None) -> None:
+    async def _answer_callback(
+        self, msg: dict[str, Any], headers: dict[str, str], ctx: ExecutionContext | None
+    ) -> None:
         from pydantic import ValidationError
 
         request_id = msg["id"]
@@ -175,7 +184,11 @@ class HttpChannel:
             reply = {"jsonrpc": "2.0", "id": request_id, "error": err.to_json()}
         except Exception as exc:  # the error boundary for callbacks over HTTP
             log.exception("callback handler failed", plugin=self.plugin, method=msg.get("method"))
-            reply = {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32603, "message": f"Internal error: {exc}"}}
+            reply = {
+                "jsonrpc": "2.0",
+                "id": request_id,
+                "error": {"code": -32603, "message": f"Internal error: {exc}"},
+            }
         await self._post_quietly(reply, headers)
 
     async def _post_quietly(self, message: dict[str, Any], headers: dict[str, str]) -> None:
@@ -202,7 +215,9 @@ class HttpChannel:
         except (httpx2.HTTPError, TimeoutError) as exc:
             raise TransportClosed(f"could not send {method}: {exc!r}", plugin=self.plugin) from exc
         if not 200 <= resp.status_code < 300:
-            log.warning("notification not accepted", plugin=self.plugin, method=method, status=resp.status_code)
+            log.warning(
+                "notification not accepted", plugin=self.plugin, method=method, status=resp.status_code
+            )
 
 
 async def _sse_data(resp: httpx2.Response) -> Any:
@@ -225,7 +240,7 @@ async def _sse_data(resp: httpx2.Response) -> Any:
         yield "\n".join(data)
 
 
-async def read_port(child: Child, plugin: str, timeout: float = PORT_LINE_TIMEOUT) -> int:
+async def read_port(child: Child, plugin: str, timeout: float = PORT_LINE_TIMEOUT) -> int:  # noqa: ASYNC109
     """Read the worker's stdout until a line ``{"port": N}``; other lines are logged.
 
     Raises:
@@ -239,16 +254,24 @@ async def read_port(child: Child, plugin: str, timeout: float = PORT_LINE_TIMEOU
                     value = loads(raw)
                 except ValueError:
                     value = None
-                if isinstance(value, dict) and isinstance(value.get("port"), int) and not isinstance(value["port"], bool):
+                if (
+                    isinstance(value, dict)
+                    and isinstance(value.get("port"), int)
+                    and not isinstance(value["port"], bool)
+                ):
                     return int(value["port"])
                 if raw.strip():
                     log.info("worker stdout", plugin=plugin, line=raw.decode("utf-8", "replace")[:300])
     except TimeoutError:
-        raise PluginStartError(f'worker did not print {{"port": N}} within {timeout:g} s', plugin=plugin) from None
+        raise PluginStartError(
+            f'worker did not print {{"port": N}} within {timeout:g} s', plugin=plugin
+        ) from None
     except anyio.EndOfStream:
         with anyio.move_on_after(2):
             await child.exited.wait()
-        raise PluginStartError(f"worker {child.describe_exit()} before printing its port", plugin=plugin) from None
+        raise PluginStartError(
+            f"worker {child.describe_exit()} before printing its port", plugin=plugin
+        ) from None
 
 
 async def drain_stdout(child: Child, plugin: str) -> None:
@@ -262,7 +285,9 @@ async def drain_stdout(child: Child, plugin: str) -> None:
         pass
 
 
-async def wait_healthy(client: httpx2.AsyncClient, base_url: str, check: HealthCheckConfig, child: Child, plugin: str) -> None:
+async def wait_healthy(
+    client: httpx2.AsyncClient, base_url: str, check: HealthCheckConfig, child: Child, plugin: str
+) -> None:
     """Poll ``GET <base><path>`` until 200.
 
     Raises:
@@ -275,7 +300,9 @@ async def wait_healthy(client: httpx2.AsyncClient, base_url: str, check: HealthC
     with anyio.move_on_after(check.timeout_ms / 1000):
         while True:
             if child.exited.is_set():
-                raise PluginStartError(f"worker {child.describe_exit()} during the health check", plugin=plugin)
+                raise PluginStartError(
+                    f"worker {child.describe_exit()} during the health check", plugin=plugin
+                )
             try:
                 with anyio.fail_after(max(check.retry_delay_ms / 1000, 1.0)):
                     resp = await client.get(url)
@@ -285,4 +312,6 @@ async def wait_healthy(client: httpx2.AsyncClient, base_url: str, check: HealthC
             except (httpx2.HTTPError, TimeoutError) as exc:
                 last = repr(exc)
             await anyio.sleep(check.retry_delay_ms / 1000)
-    raise PluginStartError(f"worker not healthy at {url} within {check.timeout_ms} ms ({last})", plugin=plugin)
+    raise PluginStartError(
+        f"worker not healthy at {url} within {check.timeout_ms} ms ({last})", plugin=plugin
+    )

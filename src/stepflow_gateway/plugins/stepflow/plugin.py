@@ -59,7 +59,12 @@ def _default_delay_ms(n: int) -> float:
 
 class _Link(Protocol):
     async def request(
-        self, method: str, params: Any, *, timeout: float | None = None, ctx: ExecutionContext | None = None
+        self,
+        method: str,
+        params: Any,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        ctx: ExecutionContext | None = None,  # noqa: ASYNC109
     ) -> Any: ...
 
     async def notify(self, method: str, params: Any = None) -> None: ...
@@ -74,7 +79,12 @@ class _PeerLink:
         self.peer = peer
 
     async def request(
-        self, method: str, params: Any, *, timeout: float | None = None, ctx: ExecutionContext | None = None
+        self,
+        method: str,
+        params: Any,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        ctx: ExecutionContext | None = None,  # noqa: ASYNC109
     ) -> Any:
         return await self.peer.request(method, params, timeout=timeout)
 
@@ -184,7 +194,9 @@ class StepflowPlugin:
         # ``close`` stops and awaits.
         ready = anyio.Event()
         self._closing = anyio.Event()
-        self._host = asyncio.get_running_loop().create_task(self._host_main(ready), name=f"stepflow:{self.name}")
+        self._host = asyncio.get_running_loop().create_task(
+            self._host_main(ready), name=f"stepflow:{self.name}"
+        )
         await ready.wait()
         if not self.config.lazy_start:
             try:
@@ -265,7 +277,9 @@ class StepflowPlugin:
             self._inflight[key] = ctx
             try:
                 conn = await self._connection()
-                result = await conn.link.request(Method.COMPONENTS_EXECUTE, params, timeout=self._timeout, ctx=ctx)
+                result = await conn.link.request(
+                    Method.COMPONENTS_EXECUTE, params, timeout=self._timeout, ctx=ctx
+                )
             except RpcError as exc:
                 raise _component_failure(exc, self.name) from None
             except (TransportError, PluginStartError) as exc:
@@ -279,7 +293,11 @@ class StepflowPlugin:
                 delay = self._delay_ms(failures) / 1000
                 self._log.warning(
                     "component call interrupted; retrying on a restarted server",
-                    component=component, step_id=ctx.step_id, attempt=attempt + 1, delay_s=delay, error=str(exc),
+                    component=component,
+                    step_id=ctx.step_id,
+                    attempt=attempt + 1,
+                    delay_s=delay,
+                    error=str(exc),
                 )
                 await anyio.sleep(delay)
                 attempt += 1
@@ -293,7 +311,8 @@ class StepflowPlugin:
             if type(result) is dict and "output" in result:
                 return FlowResult.success(result["output"])
             raise _component_failure(
-                ProtocolError(f"components/execute returned no output: {result!r}"[:300], plugin=self.name), self.name
+                ProtocolError(f"components/execute returned no output: {result!r}"[:300], plugin=self.name),
+                self.name,
             )
 
     def _retryable(self, exc: BaseException) -> bool:
@@ -388,7 +407,9 @@ class StepflowPlugin:
         command = resolve_command(self.config.command, cwd, self._ctx.environ.get("PATH"))
         return [command, *self.config.args], env, cwd
 
-    async def _handshake(self, base: _Link, listener: FastListener | None, tg: TaskGroup) -> tuple[_Link, bool]:
+    async def _handshake(
+        self, base: _Link, listener: FastListener | None, tg: TaskGroup
+    ) -> tuple[_Link, bool]:
         params: dict[str, Any] = {"runtime_protocol_version": 1}
         if listener is not None:
             params[OFFER_FIELD] = [listener.offer.model_dump()]
@@ -409,10 +430,21 @@ class StepflowPlugin:
         argv, env, cwd = self._child_argv_env()
         grace = self.config.shutdown_grace_ms / 1000
         async with AsyncExitStack() as stack:
-            listener = await stack.enter_async_context(open_fast_listener(self.name)) if self.config.fast_transport else None
+            listener = (
+                await stack.enter_async_context(open_fast_listener(self.name))
+                if self.config.fast_transport
+                else None
+            )
             child = await stack.enter_async_context(
-                open_child(argv, env=env, cwd=cwd, plugin=self.name, stdin_pipe=True,
-                           line_limit=self.config.line_limit, grace=grace)
+                open_child(
+                    argv,
+                    env=env,
+                    cwd=cwd,
+                    plugin=self.name,
+                    stdin_pipe=True,
+                    line_limit=self.config.line_limit,
+                    grace=grace,
+                )
             )
             assert self._callbacks is not None
             base = Peer(child.stdout, self._callbacks, name=self.name)
@@ -442,12 +474,16 @@ class StepflowPlugin:
                 if child is not None and isinstance(exc, (TransportError, anyio.EndOfStream)):
                     with anyio.move_on_after(1):
                         await child.exited.wait()
-                    exc = PluginStartError(f"server {child.describe_exit()} during the handshake", plugin=self.name)
+                    exc = PluginStartError(
+                        f"server {child.describe_exit()} during the handshake", plugin=self.name
+                    )
                 error = exc
                 tg.cancel_scope.cancel()
             else:
                 conn = _Connection(generation, link, fast)
-                self._log.info("server ready", generation=generation, fast=fast, pid=child.pid if child else None)
+                self._log.info(
+                    "server ready", generation=generation, fast=fast, pid=child.pid if child else None
+                )
                 task_status.started(conn)
                 watched = [conn.stop]
                 if child is not None:
@@ -457,7 +493,9 @@ class StepflowPlugin:
                 if isinstance(link, _PeerLink) and link.peer is not base:
                     watched.append(link.peer.closed_event)
                 await _wait_any(*watched)
-                reason = conn.reason or (child.describe_exit() if child is not None and child.exited.is_set() else "closed")
+                reason = conn.reason or (
+                    child.describe_exit() if child is not None and child.exited.is_set() else "closed"
+                )
                 conn.kill(reason)
                 if reason != "plugin closed":
                     self._log.warning("server connection ended", generation=generation, reason=reason)
@@ -472,7 +510,11 @@ class StepflowPlugin:
         argv, env, cwd = self._child_argv_env()
         grace = self.config.shutdown_grace_ms / 1000
         async with AsyncExitStack() as stack:
-            listener = await stack.enter_async_context(open_fast_listener(self.name)) if self.config.fast_transport else None
+            listener = (
+                await stack.enter_async_context(open_fast_listener(self.name))
+                if self.config.fast_transport
+                else None
+            )
             child = await stack.enter_async_context(
                 open_child(argv, env=env, cwd=cwd, plugin=self.name, stdin_pipe=False, grace=grace)
             )
@@ -493,4 +535,6 @@ class StepflowPlugin:
 
     def _http_channel(self, url: str) -> HttpChannel:
         assert self._callbacks is not None
-        return HttpChannel(self._http, url, plugin=self.name, callbacks=self._callbacks, headers=self.config.headers)
+        return HttpChannel(
+            self._http, url, plugin=self.name, callbacks=self._callbacks, headers=self.config.headers
+        )
