@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/harness.py            # full profile, ~15 min → benchmarks/RESULTS.md
     .venv/bin/python benchmarks/harness.py --quick    # ~2 min → benchmarks/RESULTS.md (marked "quick")
-    .venv/bin/python benchmarks/harness.py --smoke --output /tmp/smoke.md   # seconds (CI; never asserts speed)
+    .venv/bin/python benchmarks/harness.py --smoke --output /tmp/smoke.md   # seconds (CI; no speed checks)
 
 The process re-executes itself in a private network namespace (loopback only), starts both servers there
 with the same config, drives them with the same bounded load client and writes a markdown table with the
@@ -24,7 +24,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import structlog  # noqa: E402
-
 from sidebyside import netns  # noqa: E402
 from sidebyside.cells import Bench  # noqa: E402
 from sidebyside.flows import ALL_FLOWS  # noqa: E402
@@ -44,11 +43,19 @@ def _args(argv: list[str]) -> argparse.Namespace:
     mode.add_argument("--smoke", action="store_true", help="seconds-long profile (CI)")
     ap.add_argument("--flows", help=f"comma-separated subset of: {', '.join(ALL_FLOWS)}")
     ap.add_argument("--memory-runs", type=int, help="runs for the 'RSS after N runs' cell (full: 50000)")
-    ap.add_argument("--flows-dir", type=Path, help="read <name>.json flows from here instead of building them")
-    ap.add_argument("--output", type=Path, help="markdown report (default benchmarks/RESULTS.md; smoke: stdout)")
+    ap.add_argument(
+        "--flows-dir", type=Path, help="read <name>.json flows from here instead of building them"
+    )
+    ap.add_argument(
+        "--output", type=Path, help="markdown report (default benchmarks/RESULTS.md; smoke: stdout)"
+    )
     ap.add_argument("--json", type=Path, help="also write the results as JSON here")
-    ap.add_argument("--py-spy", type=Path, metavar="DIR",
-                    help="profile our server with py-spy during each flow's cells (profiles in DIR)")
+    ap.add_argument(
+        "--py-spy",
+        type=Path,
+        metavar="DIR",
+        help="profile our server with py-spy during each flow's cells (profiles in DIR)",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="log every cell on stderr")
     return ap.parse_args(argv)
 
@@ -69,9 +76,10 @@ def main(argv: list[str]) -> int:
         print("harness: missing prerequisites (run scripts/setup.sh): " + "; ".join(missing), file=sys.stderr)
         return 2
     netns.enter_or_reexec(Path(__file__).resolve())
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-                        wrapper_class=structlog.make_filtering_bound_logger(
-                            logging.DEBUG if a.verbose else logging.INFO))
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if a.verbose else logging.INFO),
+    )
 
     profile = PROFILES["smoke" if a.smoke else "quick" if a.quick else "full"]
     if a.flows:
@@ -88,7 +96,9 @@ def main(argv: list[str]) -> int:
     results = Results(profile.name, meta=describe(tools, pinning))
     results.meta["load average at start"] = _loadavg()
     if a.py_spy:
-        results.meta["profiled"] = f"py-spy sampled our server (profiles in {a.py_spy}): its figures are inflated"
+        results.meta["profiled"] = (
+            f"py-spy sampled our server (profiles in {a.py_spy}): its figures are inflated"
+        )
     log.info("starting", profile=profile.name, flows=",".join(profile.flows), logs=str(workdir))
     asyncio.run(Bench(profile, runtimes, configs, results, a.flows_dir, a.py_spy).run())
 

@@ -51,7 +51,7 @@ MIB = 1024.0
 
 def _short(text: str, limit: int = 90) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(slots=True)
@@ -69,8 +69,15 @@ class _Pool:
 class Bench:
     """One harness run: owns the runtimes, the servers while they run, and the ``Results``."""
 
-    def __init__(self, profile: Profile, runtimes: dict[str, Runtime], configs: dict[str, Path],
-                 results: Results, flows_dir: Path | None = None, py_spy: Path | None = None) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        runtimes: dict[str, Runtime],
+        configs: dict[str, Path],
+        results: Results,
+        flows_dir: Path | None = None,
+        py_spy: Path | None = None,
+    ) -> None:
         self.p = profile
         self.runtimes = runtimes
         self.configs = configs
@@ -125,10 +132,16 @@ class Bench:
                     key = (cfg, name)
                     rt = self.runtimes[name]
                     try:
-                        async with running(rt, self.configs[cfg], port=PORTS[name] + COLD_PORT_OFFSET,
-                                           tag=f"-cold-{cfg}-{rep}") as srv:
+                        async with running(
+                            rt,
+                            self.configs[cfg],
+                            port=PORTS[name] + COLD_PORT_OFFSET,
+                            tag=f"-cold-{cfg}-{rep}",
+                        ) as srv:
                             fid = await self._store(srv.port, flow)
-                            status, body = await client.request(srv.port, "POST", RUN_PATH, self._run_body(fid))
+                            status, body = await client.request(
+                                srv.port, "POST", RUN_PATH, self._run_body(fid)
+                            )
                             first = time.perf_counter() - srv.spawned_at
                             if status != 200 or b'"completed"' not in body:
                                 raise client.HttpError(f"first run failed: HTTP {status} {body[:150]!r}")
@@ -156,7 +169,8 @@ class Bench:
         for name in RUNTIMES:
             try:
                 self.servers[name] = await stack.enter_async_context(
-                    running(self.runtimes[name], self.configs["full"], tag="-main"))
+                    running(self.runtimes[name], self.configs["full"], tag="-main")
+                )
             except StartError as exc:
                 self.down[name] = _short(str(exc))
                 self.res.notes.append(f"{name} did not start with the full config: {exc}")
@@ -169,8 +183,10 @@ class Bench:
                 pass
 
     def idle_memory(self) -> None:
-        rows = [self.res.row("memory", "RSS idle, server process", "MiB", "lower"),
-                self.res.row("memory", "RSS idle, server + children", "MiB", "lower")]
+        rows = [
+            self.res.row("memory", "RSS idle, server process", "MiB", "lower"),
+            self.res.row("memory", "RSS idle, server + children", "MiB", "lower"),
+        ]
         for name in RUNTIMES:
             why = self._usable(name) if name in self.servers else self.down.get(name, "not started")
             if why:
@@ -207,8 +223,14 @@ class Bench:
                 budget = self.p.memory_seconds - spent[name]
                 want = cp - done[name]
                 if want > 0 and budget > 0:
-                    r = await client.load(self.servers[name].port, RUN_PATH, bodies[name],
-                                          concurrency=self.p.memory_concurrency, count=want, seconds=budget)
+                    r = await client.load(
+                        self.servers[name].port,
+                        RUN_PATH,
+                        bodies[name],
+                        concurrency=self.p.memory_concurrency,
+                        count=want,
+                        seconds=budget,
+                    )
                     done[name] += r.runs
                     spent[name] += r.elapsed
                     if r.errors:
@@ -218,8 +240,12 @@ class Bench:
                 row.values[name] = Value(m.server_rss / MIB, note)
         if len(self.p.memory_checkpoints) >= 2:
             first, last = rows[self.p.memory_checkpoints[0]], rows[self.p.memory_checkpoints[-1]]
-            growth = self.res.row("memory", f"RSS after {self.p.memory_checkpoints[-1]:,} ÷ after "
-                                  f"{self.p.memory_checkpoints[0]:,}", "×", "lower")
+            growth = self.res.row(
+                "memory",
+                f"RSS after {self.p.memory_checkpoints[-1]:,} ÷ after {self.p.memory_checkpoints[0]:,}",
+                "×",
+                "lower",
+            )
             for name in RUNTIMES:
                 a, b = first.values.get(name), last.values.get(name)
                 if a and b and a.num and b.num is not None:
@@ -231,8 +257,10 @@ class Bench:
         return name in self.servers and self._usable(name) is None
 
     def peak_memory(self) -> None:
-        rows = [self.res.row("memory", "peak RSS (VmHWM), server process", "MiB", "lower"),
-                self.res.row("memory", "peak RSS (VmHWM), server + live children", "MiB", "lower")]
+        rows = [
+            self.res.row("memory", "peak RSS (VmHWM), server process", "MiB", "lower"),
+            self.res.row("memory", "peak RSS (VmHWM), server + live children", "MiB", "lower"),
+        ]
         for name in RUNTIMES:
             if not self._usable_started(name):
                 for r in rows:
@@ -259,8 +287,14 @@ class Bench:
                 skip[name] = _short(str(exc))
                 self.res.notes.append(f"{name}, {flow_name}: {exc}")
                 continue
-            warm = await client.load(port, RUN_PATH, bodies[name], concurrency=min(8, max(self.p.concurrency)),
-                                     count=self.p.warmup_count, seconds=self.p.warmup_seconds)
+            warm = await client.load(
+                port,
+                RUN_PATH,
+                bodies[name],
+                concurrency=min(8, max(self.p.concurrency)),
+                count=self.p.warmup_count,
+                seconds=self.p.warmup_seconds,
+            )
             if warm.runs == 0:
                 skip[name] = _short(f"warm-up failed: {warm.error_sample}")
                 self.res.notes.append(f"{name}, {flow_name}: warm-up failed: {warm.error_sample}")
@@ -276,15 +310,18 @@ class Bench:
                         if why:
                             skip[name] = why
                             continue
-                        await self._cell(flow_name, name, c, bodies[name], pools.setdefault((c, name), _Pool()))
+                        await self._cell(
+                            flow_name, name, c, bodies[name], pools.setdefault((c, name), _Pool())
+                        )
                     i += 1
         self._flow_rows(flow_name, pools, skip)
 
     async def _cell(self, flow_name: str, name: str, c: int, body: bytes, pool: _Pool) -> None:
         srv = self.servers[name]
         cpu0, own0, t0 = procstat.cpu_seconds(srv.pid), _own_cpu(), time.perf_counter()
-        r = await client.load(srv.port, RUN_PATH, body, concurrency=c, count=self.p.cell_count,
-                              seconds=self.p.cell_seconds)
+        r = await client.load(
+            srv.port, RUN_PATH, body, concurrency=c, count=self.p.cell_count, seconds=self.p.cell_seconds
+        )
         wall = time.perf_counter() - t0
         pool.cpu_s += procstat.cpu_seconds(srv.pid) - cpu0
         busy = (_own_cpu() - own0) / wall if wall > 0 else 0.0
@@ -307,7 +344,11 @@ class Bench:
             for c in self.p.concurrency:
                 pool = pools.get((c, name))
                 if pool is None or not pool.latencies:
-                    why = skip.get(name) or _short(pool.sample if pool else "not measured") or "no successful run"
+                    why = (
+                        skip.get(name)
+                        or _short(pool.sample if pool else "not measured")
+                        or "no successful run"
+                    )
                     rps[c].values[name] = na(why)
                     if c == 1:
                         p50.values[name] = p99.values[name] = na(why)
@@ -316,7 +357,9 @@ class Bench:
                 if pool.timed_out:
                     note = (note + ", " if note else "") + "drain timed out"
                 if pool.errors:
-                    self.res.notes.append(f"{name}, {flow_name} c={c}: {pool.errors} errors, e.g. {pool.sample}")
+                    self.res.notes.append(
+                        f"{name}, {flow_name} c={c}: {pool.errors} errors, e.g. {pool.sample}"
+                    )
                 lat = sorted(pool.latencies)
                 rps[c].values[name] = Value(len(lat) / pool.elapsed, note)
                 if c == 1:
@@ -347,8 +390,11 @@ class Bench:
                 await self.flow_cells(flow_name)
             self.peak_memory()
         if self.client_busy:
-            self.res.notes.append("the load client used >90% of its core in: " + "; ".join(self.client_busy)
-                                  + " (throughput there may be client-bound)")
+            self.res.notes.append(
+                "the load client used >90% of its core in: "
+                + "; ".join(self.client_busy)
+                + " (throughput there may be client-bound)"
+            )
         self.res.meta["harness wall time"] = f"{time.monotonic() - t0:.0f} s"
         return self.res
 

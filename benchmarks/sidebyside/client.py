@@ -63,7 +63,7 @@ class _Framer:
             j = head.find(b"\r\ncontent-length:")
             if j >= 0:
                 k = head.find(b"\r\n", j + 2)
-                self.end = self.start + int(head[j + 17:k if k > 0 else None])
+                self.end = self.start + int(head[j + 17 : k if k > 0 else None])
             elif b"transfer-encoding: chunked" in head:
                 self.chunked = True
             else:
@@ -72,8 +72,8 @@ class _Framer:
             return self._chunked()
         if len(buf) < self.end:
             return None
-        body = bytes(buf[self.start:self.end])
-        del buf[:self.end]
+        body = bytes(buf[self.start : self.end])
+        del buf[: self.end]
         self.end = -1
         return self.status, body
 
@@ -87,12 +87,12 @@ class _Framer:
             if size == 0:
                 if len(buf) < i + 4:
                     return None
-                del buf[:i + 4]
+                del buf[: i + 4]
                 self.chunked = False
                 return self.status, b"".join(parts)
             if len(buf) < i + 2 + size + 2:
                 return None
-            parts.append(bytes(buf[i + 2:i + 2 + size]))
+            parts.append(bytes(buf[i + 2 : i + 2 + size]))
             pos = i + 2 + size + 2
 
 
@@ -196,8 +196,16 @@ class LoadResult:
         return self.latencies[min(len(self.latencies) - 1, int(q * len(self.latencies)))]
 
 
-async def load(port: int, path: str, body: bytes, *, concurrency: int, count: int, seconds: float,
-               ok_marker: bytes = b'"completed"') -> LoadResult:
+async def load(
+    port: int,
+    path: str,
+    body: bytes,
+    *,
+    concurrency: int,
+    count: int,
+    seconds: float,
+    ok_marker: bytes = b'"completed"',
+) -> LoadResult:
     """POST ``body`` to ``path`` from ``concurrency`` keep-alive connections, ``count``/``seconds`` bounded.
 
     A response counts as a run when it is HTTP 200 and contains ``ok_marker``; anything else is an error.
@@ -246,12 +254,13 @@ class _OneShot(asyncio.Protocol):
             self.fut.set_exception(ConnectionError(f"connection closed before a response ({exc})"))
 
 
-async def request(port: int, method: str, path: str, body: bytes | None = None,
-                  timeout: float = CONTROL_TIMEOUT_S) -> tuple[int, bytes]:
+async def request(
+    port: int, method: str, path: str, body: bytes | None = None, limit_s: float = CONTROL_TIMEOUT_S
+) -> tuple[int, bytes]:
     """One request on a fresh connection; raises ``OSError`` (cannot connect) or ``TimeoutError``."""
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[tuple[int, bytes]] = loop.create_future()
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(limit_s):
         transport, _ = await loop.create_connection(lambda: _OneShot(fut), "127.0.0.1", port)
         try:
             transport.write(_build(method, port, path, body))
@@ -260,10 +269,10 @@ async def request(port: int, method: str, path: str, body: bytes | None = None,
             transport.close()
 
 
-async def post_json(port: int, path: str, payload: Any, timeout: float = CONTROL_TIMEOUT_S) -> Any:
+async def post_json(port: int, path: str, payload: Any, limit_s: float = CONTROL_TIMEOUT_S) -> Any:
     """POST JSON, expect 200, return the parsed body; anything else raises ``HttpError``."""
     try:
-        status, body = await request(port, "POST", path, json.dumps(payload).encode(), timeout)
+        status, body = await request(port, "POST", path, json.dumps(payload).encode(), limit_s)
     except (OSError, TimeoutError) as exc:
         raise HttpError(f"POST {path}: {exc!r}") from exc
     if status != 200:

@@ -25,24 +25,42 @@ CHAIN_PATH = "$.messages[0].content"
 
 
 def _fanout(n: int, name: str, description: str) -> dict[str, Any]:
-    steps = [{"id": f"noop_{i}", "component": NOOP, "input": {"user_prompt": str(i)}} for i in range(1, n + 1)]
-    output: Any = {"$step": "noop_1"} if n == 1 else {f"s{i}": {"$step": f"noop_{i}"} for i in range(1, n + 1)}
+    steps = [
+        {"id": f"noop_{i}", "component": NOOP, "input": {"user_prompt": str(i)}} for i in range(1, n + 1)
+    ]
+    output: Any = (
+        {"$step": "noop_1"} if n == 1 else {f"s{i}": {"$step": f"noop_{i}"} for i in range(1, n + 1)}
+    )
     return {"name": name, "description": description, "steps": steps, "output": output}
 
 
 def _chain(n: int) -> dict[str, Any]:
-    steps: list[dict[str, Any]] = [{"id": "noop_1", "component": NOOP, "input": {"user_prompt": {"$input": "data"}}}]
+    steps: list[dict[str, Any]] = [
+        {"id": "noop_1", "component": NOOP, "input": {"user_prompt": {"$input": "data"}}}
+    ]
     for i in range(2, n + 1):
-        steps.append({"id": f"noop_{i}", "component": NOOP,
-                      "input": {"user_prompt": {"$step": f"noop_{i - 1}", "path": CHAIN_PATH}}})
-    return {"name": f"Anchor - Noop chain x{n}", "description": f"{n} sequential noop steps",
-            "steps": steps, "output": {"$step": f"noop_{n}"}}
+        steps.append(
+            {
+                "id": f"noop_{i}",
+                "component": NOOP,
+                "input": {"user_prompt": {"$step": f"noop_{i - 1}", "path": CHAIN_PATH}},
+            }
+        )
+    return {
+        "name": f"Anchor - Noop chain x{n}",
+        "description": f"{n} sequential noop steps",
+        "steps": steps,
+        "output": {"$step": f"noop_{n}"},
+    }
 
 
 def _one(name: str, description: str, step_id: str, component: str, input_: Any) -> dict[str, Any]:
-    return {"name": name, "description": description,
-            "steps": [{"id": step_id, "component": component, "input": input_}],
-            "output": {"$step": step_id}}
+    return {
+        "name": name,
+        "description": description,
+        "steps": [{"id": step_id, "component": component, "input": input_}],
+        "output": {"$step": step_id},
+    }
 
 
 ALL_FLOWS: dict[str, Callable[[], dict[str, Any]]] = {
@@ -53,21 +71,56 @@ ALL_FLOWS: dict[str, Callable[[], dict[str, Any]]] = {
     "chain-10": lambda: _chain(10),
     "chain-100": lambda: _chain(100),
     "chain-1000": lambda: _chain(1000),
-    "routed-noop": lambda: _one("Anchor - Routed Noop", "noop via a prefixed route with component rewrite",
-                                "noop", "/bench/noop", {"user_prompt": {"$input": "data"}}),
-    "python-echo": lambda: _one("Anchor - Python Echo", "1 step on the Python component server",
-                                "echo", "/python/echo", {"$input": "$"}),
-    "mcp-echo": lambda: _one("Anchor - MCP Echo", "1 step: the echo tool of server-everything over stdio",
-                             "echo", "/mcp/echo", {"message": {"$input": "data"}}),
-    "sleep-10ms": lambda: _one("Anchor - Sleep 10ms", "1 step sleeping 10 ms on the Python component server",
-                               "sleep", "/python/sleep", {"duration_ms": 10, "passthrough": {"$input": "data"}}),
-    "sleep-100ms": lambda: _one("Anchor - Sleep 100ms", "1 step sleeping 100 ms on the Python component server",
-                                "sleep", "/python/sleep", {"duration_ms": 100, "passthrough": {"$input": "data"}}),
+    "routed-noop": lambda: _one(
+        "Anchor - Routed Noop",
+        "noop via a prefixed route with component rewrite",
+        "noop",
+        "/bench/noop",
+        {"user_prompt": {"$input": "data"}},
+    ),
+    "python-echo": lambda: _one(
+        "Anchor - Python Echo",
+        "1 step on the Python component server",
+        "echo",
+        "/python/echo",
+        {"$input": "$"},
+    ),
+    "mcp-echo": lambda: _one(
+        "Anchor - MCP Echo",
+        "1 step: the echo tool of server-everything over stdio",
+        "echo",
+        "/mcp/echo",
+        {"message": {"$input": "data"}},
+    ),
+    "sleep-10ms": lambda: _one(
+        "Anchor - Sleep 10ms",
+        "1 step sleeping 10 ms on the Python component server",
+        "sleep",
+        "/python/sleep",
+        {"duration_ms": 10, "passthrough": {"$input": "data"}},
+    ),
+    "sleep-100ms": lambda: _one(
+        "Anchor - Sleep 100ms",
+        "1 step sleeping 100 ms on the Python component server",
+        "sleep",
+        "/python/sleep",
+        {"duration_ms": 100, "passthrough": {"$input": "data"}},
+    ),
 }
 """Every known flow by name (the sleep flows measure waiting, not overhead: not in the default set)."""
 
-DEFAULT_FLOWS = ("noop-1", "noop-parallel", "noop-100", "chain-1", "chain-10", "chain-100", "chain-1000",
-                 "routed-noop", "python-echo", "mcp-echo")
+DEFAULT_FLOWS = (
+    "noop-1",
+    "noop-parallel",
+    "noop-100",
+    "chain-1",
+    "chain-10",
+    "chain-100",
+    "chain-1000",
+    "routed-noop",
+    "python-echo",
+    "mcp-echo",
+)
 
 
 def load_flow(name: str, flows_dir: Path | None = None) -> dict[str, Any]:

@@ -37,7 +37,9 @@ class Pinning:
     def describe(self) -> str:
         if self.server is None:
             return "not pinned (fewer than 2 cores or no taskset)"
-        return f"servers and their children on core {self.server} (taskset), load client on core {self.client}"
+        return (
+            f"servers and their children on core {self.server} (taskset), load client on core {self.client}"
+        )
 
 
 def pin_client(pinning: Pinning) -> None:
@@ -68,10 +70,18 @@ def _mem_total() -> str:
 
 def _git_rev() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "?"
@@ -98,18 +108,19 @@ def describe(tools: Tools, pinning: Pinning) -> dict[str, str]:
         "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {_mem_total()}, Linux {platform.release()}",
         "pinning": pinning.describe(),
         "ours": f"stepflow-gateway {_dist('stepflow-gateway')} (git {_git_rev()}), Python "
-                f"{platform.python_version()}, uvicorn {_dist('uvicorn')} (h11 {_dist('h11')}, httptools "
-                f"{_dist('httptools')}, uvloop {_dist('uvloop')})",
+        f"{platform.python_version()}, uvicorn {_dist('uvicorn')} (h11 {_dist('h11')}, httptools "
+        f"{_dist('httptools')}, uvloop {_dist('uvloop')})",
         "upstream": f"{_installed('.installed-orch090')} ({tools.upstream_server.name})",
         "component servers": f"{_installed('.installed-sf092')} (echo_server.py); "
-                             f"{_installed('.installed-npm').split()[0]} over stdio, node {_node_version(tools)}",
+        f"{_installed('.installed-npm').split()[0]} over stdio, node {_node_version(tools)}",
         "client": "raw HTTP/1.1 keep-alive, asyncio, one process (benchmarks/sidebyside/client.py)",
     }
 
 
 def _node_version(tools: Tools) -> str:
     try:
-        return subprocess.run([str(tools.node), "--version"], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            [str(tools.node), "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "?"

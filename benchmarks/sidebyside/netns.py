@@ -33,8 +33,10 @@ def _unshare_flags() -> list[str]:
         probe = subprocess.run([unshare, *flags, "true"], capture_output=True, timeout=30)
         if probe.returncode == 0:
             return [unshare, *flags]
-    raise SystemExit("harness: cannot create a network namespace (`unshare -rn true` failed: unprivileged "
-                     "user namespaces disabled?); run as root or enable kernel.unprivileged_userns_clone")
+    raise SystemExit(
+        "harness: cannot create a network namespace (`unshare -rn true` failed: unprivileged "
+        "user namespaces disabled?); run as root or enable kernel.unprivileged_userns_clone"
+    )
 
 
 def enter_or_reexec(script: Path) -> None:
@@ -48,5 +50,7 @@ def enter_or_reexec(script: Path) -> None:
     lines = Path("/proc/self/net/dev").read_text().splitlines()[2:]
     others = sorted(n for n in (ln.split(":", 1)[0].strip() for ln in lines) if n != "lo")
     if others:
-        raise SystemExit(f"harness: the namespace has interfaces besides lo ({', '.join(others)}); refusing to "
-                         "start upstream, which binds every interface")
+        raise SystemExit(
+            f"harness: the namespace has interfaces besides lo ({', '.join(others)}); refusing to "
+            "start upstream, which binds every interface"
+        )

@@ -47,7 +47,7 @@ def _stat_fields(pid: int) -> list[str] | None:
     except OSError:
         return None
     # Fields after the command name (which may contain spaces): state is field 3 of the man page.
-    return raw[raw.rindex(")") + 2:].split()
+    return raw[raw.rindex(")") + 2 :].split()
 
 
 def cpu_seconds(root: int) -> float:

@@ -32,8 +32,19 @@ TOP_N = 25
 
 
 def _py_spy() -> str | None:
-    return shutil.which("py-spy") or (str(Path(sys.executable).with_name("py-spy"))
-                                      if Path(sys.executable).with_name("py-spy").exists() else None)
+    return shutil.which("py-spy") or (
+        str(Path(sys.executable).with_name("py-spy"))
+        if Path(sys.executable).with_name("py-spy").exists()
+        else None
+    )
+
+
+def _start(exe: str, pid: int, raw: Path, log: Path) -> subprocess.Popen[bytes]:
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    argv = [exe, "record", "--pid", str(pid), "--rate", str(RATE_HZ), "--format", "raw", "--function"]
+    argv += ["--nonblocking", "--output", str(raw)]
+    with log.open("wb") as err:
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
 
 
 @asynccontextmanager
@@ -45,11 +56,8 @@ async def profiling(out_dir: Path | None, server: Server | None, flow: str) -> A
             log.warning("py-spy not found: pip install py-spy into the venv")
         yield
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
     raw = out_dir / f"{flow}.txt"
-    proc = subprocess.Popen([exe, "record", "--pid", str(server.pid), "--rate", str(RATE_HZ), "--format", "raw", "--function",
-                             "--nonblocking", "--output", str(raw)],
-                            stdout=subprocess.DEVNULL, stderr=(out_dir / f"{flow}.py-spy.log").open("wb"))
+    proc = _start(exe, server.pid, raw, out_dir / f"{flow}.py-spy.log")
     try:
         await asyncio.sleep(0.5)  # let py-spy attach before the load starts
         yield
@@ -64,10 +72,36 @@ async def profiling(out_dir: Path | None, server: Server | None, flow: str) -> A
             (out_dir / f"{flow}.top.txt").write_text(summarise(raw))
 
 
+LAYERS = (
+    ("flow re-parse per run (get_flow / parse_flow / flow_id)", ("parse_flow", "Flow.flow_id")),
+    ("state store", ("stepflow_gateway/state/",)),
+    ("MCP plugin + mcp SDK", ("plugins/mcp", "/mcp/", "mcp_types")),
+    ("StepFlow plugin + JSON-RPC + httpx2", ("plugins/stepflow", "gateway/protocol/", "httpx", "httpcore")),
+    ("engine (executor, expressions, builtins, router)", ("engine/", "flow/expr", "builtin", "plugins/r")),
+    ("gateway.py (submit, _execute, now_iso)", ("stepflow_gateway/gateway.py",)),
+    ("REST handlers + JSON", ("stepflow_gateway/server/", "json/", "jsonutil", "pydantic")),
+    ("HTTP: uvicorn + h11", ("uvicorn/", "h11/")),
+    ("starlette middleware + routing", ("starlette/",)),
+    ("anyio", ("anyio/",)),
+    ("event loop: select (idle)", ("EpollSelector.select",)),
+    ("event loop: other", ("asyncio/",)),
+)
+"""Sample attribution by layer: the deepest frame matching a layer's markers wins (first layer on ties)."""
+
+
+def _layer(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, markers in LAYERS:
+            if any(m in frame for m in markers):
+                return name
+    return "other"
+
+
 def summarise(raw: Path, top: int = TOP_N) -> str:
-    """Self and inclusive sample shares per function from py-spy's collapsed stacks."""
+    """Shares per layer, and self and inclusive sample shares per function, from collapsed stacks."""
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
+    layers: Counter[str] = Counter()
     total = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -77,11 +111,14 @@ def summarise(raw: Path, top: int = TOP_N) -> str:
         total += n
         frames = stack.split(";")
         own[frames[-1]] += n
+        layers[_layer(frames)] += n
         for f in set(frames):
             incl[f] += n
     if not total:
         return "no samples\n"
-    lines = [f"{total} samples", "", "self (top of stack):"]
+    lines = [f"{total} samples", "", "by layer (deepest matching frame):"]
+    lines += [f"{c / total:6.1%}  {f}" for f, c in layers.most_common()]
+    lines += ["", "self (top of stack):"]
     lines += [f"{c / total:6.1%}  {f}" for f, c in own.most_common(top)]
     lines += ["", "inclusive (anywhere on the stack):"]
     lines += [f"{c / total:6.1%}  {f}" for f, c in incl.most_common(top)]

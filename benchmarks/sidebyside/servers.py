@@ -61,19 +61,28 @@ class Tools:
 
     @classmethod
     def discover(cls) -> Tools:
-        found = sorted((PEERS / "orch090" / "lib").glob(
-            "python3*/site-packages/stepflow_orchestrator/bin/stepflow-server"))
+        found = sorted(
+            (PEERS / "orch090" / "lib").glob(
+                "python3*/site-packages/stepflow_orchestrator/bin/stepflow-server"
+            )
+        )
         upstream = Path(os.environ.get("STEPFLOW_SERVER") or (found[-1] if found else PEERS / "orch090"))
         gateway = Path(sys.executable).with_name("stepflow-gateway")
         node = Path(shutil.which("node") or "/usr/bin/node")
-        return cls(upstream, gateway, PEERS / "sf092" / "bin" / "python", node, PEERS / "npm" / "node_modules")
+        return cls(
+            upstream, gateway, PEERS / "sf092" / "bin" / "python", node, PEERS / "npm" / "node_modules"
+        )
 
     def missing(self) -> list[str]:
         """Human-readable list of absent prerequisites (empty when all are there)."""
         out = []
-        checks = [(self.upstream_server, "upstream stepflow-server 0.9.0"), (self.gateway, "stepflow-gateway"),
-                  (self.sf092_python, "stepflow-py 0.9.2 venv"), (self.node, "node"),
-                  (self.node_modules / "@modelcontextprotocol" / "server-everything", "server-everything")]
+        checks = [
+            (self.upstream_server, "upstream stepflow-server 0.9.0"),
+            (self.gateway, "stepflow-gateway"),
+            (self.sf092_python, "stepflow-py 0.9.2 venv"),
+            (self.node, "node"),
+            (self.node_modules / "@modelcontextprotocol" / "server-everything", "server-everything"),
+        ]
         for path, what in checks:
             if not path.exists():
                 out.append(f"{what} ({path})")
@@ -85,8 +94,11 @@ def write_configs(tools: Tools, workdir: Path) -> dict[str, Path]:
 
     Returns ``{config name: absolute path}`` (upstream uses the config's directory as children's cwd).
     """
-    values = {"PYTHON": str(tools.sf092_python), "NODE_MODULES": str(tools.node_modules),
-              "NODE": str(tools.node)}
+    values = {
+        "PYTHON": str(tools.sf092_python),
+        "NODE_MODULES": str(tools.node_modules),
+        "NODE": str(tools.node),
+    }
     shutil.copy(BENCH / "configs" / "echo_server.py", workdir / "echo_server.py")
     out = {}
     for src in sorted((BENCH / "configs").glob("*.yml")):
@@ -108,11 +120,32 @@ class Runtime:
 
     def argv(self, config: Path, port: int) -> list[str]:
         if self.name == "ours":
-            cmd = [str(self.tools.gateway), "serve", "--config", str(config), "--host", "127.0.0.1",
-                   "--port", str(port), "--log-level", "WARNING"]
+            cmd = [
+                str(self.tools.gateway),
+                "serve",
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "WARNING",
+            ]
         else:
-            cmd = [str(self.tools.upstream_server), "--port", str(port), "--config", str(config),
-                   "--log-level", "warn", "--log-destination", "file", "--log-file", str(self.logdir / "upstream")]
+            cmd = [
+                str(self.tools.upstream_server),
+                "--port",
+                str(port),
+                "--config",
+                str(config),
+                "--log-level",
+                "warn",
+                "--log-destination",
+                "file",
+                "--log-file",
+                str(self.logdir / "upstream"),
+            ]
         if self.server_cpu is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(self.server_cpu), *cmd]
         return cmd
@@ -163,7 +196,7 @@ async def _wait_healthy(proc: subprocess.Popen[bytes], port: int, log: Path) -> 
         if code is not None:
             raise StartError(f"exited with code {code} before becoming healthy: {_log_tail(log)}")
         try:
-            status, _ = await client.request(port, "GET", "/api/v1/health", timeout=5.0)
+            status, _ = await client.request(port, "GET", "/api/v1/health", limit_s=5.0)
             if status == 200:
                 return
         except (OSError, TimeoutError):
@@ -196,8 +229,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
+def _spawn(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start the server in its own session (a blocking fork/exec of a few ms: part of cold start)."""
+    with log.open("ab") as logf:
+        return subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, cwd=cwd, env=env, start_new_session=True
+        )
+
+
 @asynccontextmanager
-async def running(runtime: Runtime, config: Path, *, port: int | None = None, tag: str = "") -> AsyncIterator[Server]:
+async def running(
+    runtime: Runtime, config: Path, *, port: int | None = None, tag: str = ""
+) -> AsyncIterator[Server]:
     """Start ``runtime`` with ``config`` and yield it once healthy; always stop it (tree included)."""
     port = port or runtime.port
     log = runtime.logdir / f"{runtime.name}{tag}.log"
@@ -205,10 +248,8 @@ async def running(runtime: Runtime, config: Path, *, port: int | None = None, ta
         raise StartError(f"binary not found: {runtime.tools.upstream_server}")
     if runtime.name == "ours" and not runtime.tools.gateway.exists():
         raise StartError(f"not installed: {runtime.tools.gateway}")
-    with log.open("ab") as logf:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(runtime.argv(config, port), stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                cwd=config.parent, env=runtime.env(), start_new_session=True)
+    t0 = time.perf_counter()
+    proc = _spawn(runtime.argv(config, port), config.parent, runtime.env(), log)
     try:
         await _wait_healthy(proc, port, log)
         yield Server(runtime, proc, port, time.perf_counter() - t0, t0, log)

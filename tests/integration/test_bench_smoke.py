@@ -38,7 +38,9 @@ def _namespaces_available() -> bool:
 def test_smoke_produces_a_side_by_side_table(tmp_path: Path) -> None:
     peers.require(peers.upstream_server_binary(), why="upstream stepflow-server 0.9.0")
     peers.require(peers.sf092_python(), why="stepflow-py 0.9.2")
-    peers.require(peers.node_modules() / "@modelcontextprotocol" / "server-everything", why="server-everything")
+    peers.require(
+        peers.node_modules() / "@modelcontextprotocol" / "server-everything", why="server-everything"
+    )
     if not _namespaces_available():
         pytest.skip("cannot create a network namespace (unshare -n / -rn); upstream must not run outside one")
     out = tmp_path / "smoke.md"

@@ -9,6 +9,7 @@ resources are entered and exited in one task), listing components, and closing e
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -113,6 +114,9 @@ class PluginSet:
         self.config = config
         self.runtime = runtime
         self.environ = dict(os.environ if environ is None else environ)
+        # Configs may launch component servers written with our SDK under "the gateway's own
+        # Python" without knowing where it lives; only used for ${...} substitution.
+        self.environ.setdefault("STEPFLOW_GATEWAY_PYTHON", sys.executable)
         self.only = only
         self.plugins: dict[str, Plugin] = {}
         self.components: dict[str, list[ComponentInfo]] = {}
