@@ -4,7 +4,7 @@
 # usage: benchmarks/smoke.sh [OUTPUT.md]   (default: print the report on stdout)
 set -eu
 HERE="$(cd "$(dirname "$0")" && pwd)"
-PY="${PYTHON:-$HERE/../.venv/bin/python}"
+PY="${STEPFLOW_BENCH_PYTHON:-$HERE/../.venv/bin/python}"
 if [ "$#" -ge 1 ]; then
   exec "$PY" "$HERE/harness.py" --smoke --output "$1"
 fi

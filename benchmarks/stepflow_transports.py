@@ -84,39 +84,65 @@ async def _measure(plugin: StepflowPlugin, payload: Any, calls: int, concurrency
     return per_worker * concurrency / (time.perf_counter() - start)
 
 
-async def main(calls: int, concurrency: int, only: list[str] | None) -> None:
+async def _row(name: str, options: dict[str, Any], calls: int, concurrency: int) -> list[float]:
+    plugin = StepflowPlugin(name, StepflowPlugin.config_model.model_validate(options))
+    ctx = PluginContext(
+        plugin_name=name, working_directory=REPO, runtime=_NoRuntime(), environ=dict(os.environ)
+    )  # type: ignore[arg-type]
+    with anyio.fail_after(60):
+        await plugin.start(ctx)
+    try:
+        with anyio.fail_after(600):
+            return [
+                await _measure(plugin, SMALL, calls, 1),
+                await _measure(plugin, SMALL, calls, concurrency),
+                await _measure(plugin, MEDIUM, max(calls // 10, concurrency), 1),
+                await _measure(plugin, MEDIUM, max(calls // 10, concurrency), concurrency),
+            ]
+    finally:
+        await plugin.close()
+
+
+def _cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.0f}"
+    ordered = sorted(values)
+    return f"{ordered[len(ordered) // 2]:.0f} ({ordered[0]:.0f}-{ordered[-1]:.0f})"
+
+
+async def main(calls: int, concurrency: int, only: list[str] | None, rounds: int) -> None:
+    names = [n for n in TRANSPORTS if not only or any(o in n for o in only)]
+    results: dict[str, list[list[float]]] = {n: [] for n in names}
+    # Rounds interleave the transports, so a burst of load on the shared machine hits all of them.
+    for r in range(rounds):
+        for name in names:
+            row = await _row(name, TRANSPORTS[name], calls, concurrency)
+            results[name].append(row)
+            print(
+                f"round {r + 1}: {name:28} " + " ".join(f"{v:>9.0f}" for v in row),
+                file=sys.stderr,
+                flush=True,
+            )
+    width = 22 if rounds > 1 else 11
+    print(f"calls/s{' (median (min-max) of ' + str(rounds) + ' rounds)' if rounds > 1 else ''}")
     print(
-        f"{'transport':28} {'small seq':>10} {'small c=' + str(concurrency):>11} "
-        f"{'64K seq':>9} {'64K c=' + str(concurrency):>9}   (calls/s)"
+        f"{'transport':28} {'small seq':>{width}} {'small c=' + str(concurrency):>{width}} "
+        f"{'64K seq':>{width}} {'64K c=' + str(concurrency):>{width}}"
     )
-    results: dict[str, list[float]] = {}
-    for name, options in TRANSPORTS.items():
-        if only and not any(o in name for o in only):
-            continue
-        plugin = StepflowPlugin(name, StepflowPlugin.config_model.model_validate(options))
-        ctx = PluginContext(
-            plugin_name=name, working_directory=REPO, runtime=_NoRuntime(), environ=dict(os.environ)
-        )  # type: ignore[arg-type]
-        with anyio.fail_after(60):
-            await plugin.start(ctx)
-        try:
-            with anyio.fail_after(600):
-                row = [
-                    await _measure(plugin, SMALL, calls, 1),
-                    await _measure(plugin, SMALL, calls, concurrency),
-                    await _measure(plugin, MEDIUM, max(calls // 10, concurrency), 1),
-                    await _measure(plugin, MEDIUM, max(calls // 10, concurrency), concurrency),
-                ]
-        finally:
-            await plugin.close()
-        results[name] = row
-        print(f"{name:28} {row[0]:>10.0f} {row[1]:>11.0f} {row[2]:>9.0f} {row[3]:>9.0f}", flush=True)
+    for name in names:
+        cells = [_cell([row[i] for row in results[name]]) for i in range(4)]
+        print(f"{name:28} " + " ".join(f"{c:>{width}}" for c in cells), flush=True)
     base = results.get("stdio newline JSON")
     fast = results.get("stdio + fast (unix frames)")
     if base and fast:
+        # Per round (both ran back to back), then the median of the per-round ratios.
+        ratios = []
+        for i in range(4):
+            per_round = sorted(f[i] / b[i] for f, b in zip(fast, base, strict=True))
+            ratios.append(per_round[len(per_round) // 2])
         print(
             "speedup of the fast transport over newline JSON on pipes:",
-            ", ".join(f"{f / b:.2f}x" for f, b in zip(fast, base, strict=True)),
+            ", ".join(f"{x:.2f}x" for x in ratios),
         )
 
 
@@ -125,9 +151,10 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--only", nargs="*", help="substrings of transport names to run")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (median and range)")
     args = parser.parse_args()
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(30),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
-    anyio.run(main, args.calls, args.concurrency, args.only)
+    anyio.run(main, args.calls, args.concurrency, args.only, args.rounds)

@@ -332,7 +332,16 @@ class Bench:
         pool.elapsed += r.elapsed
         pool.sample = pool.sample or r.error_sample
         pool.timed_out = pool.timed_out or r.timed_out
-        log.debug("cell", flow=flow_name, runtime=name, c=c, runs=r.runs, rps=round(r.runs_per_s))
+        log.debug(
+            "cell",
+            flow=flow_name,
+            runtime=name,
+            c=c,
+            runs=r.runs,
+            rps=round(r.runs_per_s),
+            p50_ms=round(r.quantile(0.5) * 1e3, 2),
+            max_ms=round(r.latencies[-1] * 1e3, 1) if r.runs else None,
+        )
 
     def _flow_rows(self, flow_name: str, pools: dict[tuple[int, str], _Pool], skip: dict[str, str]) -> None:
         p50 = self.res.row(flow_name, "sequential latency p50", "ms", "lower")

@@ -67,7 +67,8 @@ class Tools:
             )
         )
         upstream = Path(os.environ.get("STEPFLOW_SERVER") or (found[-1] if found else PEERS / "orch090"))
-        gateway = Path(sys.executable).with_name("stepflow-gateway")
+        default_gateway = Path(sys.executable).with_name("stepflow-gateway")
+        gateway = Path(os.environ.get("STEPFLOW_GATEWAY_BIN") or default_gateway)
         node = Path(shutil.which("node") or "/usr/bin/node")
         return cls(
             upstream, gateway, PEERS / "sf092" / "bin" / "python", node, PEERS / "npm" / "node_modules"

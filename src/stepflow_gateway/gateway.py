@@ -217,6 +217,9 @@ class Gateway:
         return flow.flow_id
 
     async def get_flow(self, flow_id: str) -> Flow | None:
+        plan = self._plans.get(flow_id)
+        if plan is not None:  # flows are immutable and content-addressed: the cached parse is valid
+            return plan.flow
         got = await self.store.get_blob(flow_id)
         if got is None or got[1] != "flow":
             return None

@@ -6,7 +6,9 @@ Two framings:
   :class:`LineChannel` reads lines from a byte stream and writes lines to another.
 * **frames** (the gateway's negotiated fast transport, ``plugins/stepflow/fast.py``): a 4-byte
   big-endian length followed by the encoded message. No scanning for delimiters, no line limit, and
-  a codec chosen at negotiation (``CODECS``). :class:`FrameChannel` reads and writes them.
+  a codec chosen at negotiation (``CODECS``). :class:`FrameChannel` reads and writes them over any
+  anyio byte stream; the transport itself uses the leaner
+  :class:`~stepflow_gateway.protocol.framepeer.FramePeer`, which parses them on an asyncio transport.
 
 Both channels expose the same two coroutines that :class:`~stepflow_gateway.protocol.jsonrpc.Peer`
 needs: ``send(message)`` and ``receive()`` (raises ``anyio.EndOfStream`` at the end). A line that is
@@ -29,7 +31,6 @@ from ..errors import ProtocolError
 
 __all__ = [
     "CODECS",
-    "AsyncioByteStream",
     "DEFAULT_LINE_LIMIT",
     "FrameChannel",
     "LineChannel",
@@ -236,43 +237,4 @@ class FrameChannel:
             try:
                 await self._stream.aclose()
             except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
-
-
-class AsyncioByteStream:
-    """A byte stream over an asyncio ``StreamReader``/``StreamWriter`` pair.
-
-    Used for the fast transport's Unix socket: anyio's socket streams pause and resume reading
-    around every ``receive`` (two extra syscalls per message), which costs more than the framing
-    saves on small messages.
-    """
-
-    __slots__ = ("_reader", "_writer")
-
-    def __init__(self, reader: Any, writer: Any) -> None:
-        self._reader = reader
-        self._writer = writer
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        try:
-            data = await self._reader.read(max_bytes)
-        except (ConnectionError, OSError) as exc:
-            raise anyio.BrokenResourceError from exc
-        if not data:
-            raise anyio.EndOfStream
-        return bytes(data)
-
-    async def send(self, data: bytes) -> None:
-        try:
-            self._writer.write(data)
-            await self._writer.drain()
-        except (ConnectionError, OSError) as exc:
-            raise anyio.BrokenResourceError from exc
-
-    async def aclose(self) -> None:
-        self._writer.close()
-        with anyio.move_on_after(1):
-            try:
-                await self._writer.wait_closed()
-            except (ConnectionError, OSError):
                 pass

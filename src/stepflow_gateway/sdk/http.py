@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..protocol.framing import dumps, loads
-from ..protocol.jsonrpc import Peer, RpcError, error_message, request_message, response_message
+from ..protocol.jsonrpc import RpcError, error_message, request_message, response_message
 from ..protocol.messages import Method
 from .negotiate import accept_offer
 from .server import ComponentServer
@@ -160,15 +160,12 @@ def create_app(server: ComponentServer, *, fast: bool = True) -> Starlette:
             return _ACCEPTED  # notifications (initialized) need no answer
         params = msg.get("params") or {}
         if method == Method.INITIALIZE:
-            result, channel = await accept_offer(params, state.fast)
-            if channel is not None and state.tg is not None:
-                peer_ref: list[Peer] = []
-
-                async def handle(m: str, p: Any) -> Any:
-                    return await server.dispatch(m, p, peer_ref[0].request)
-
-                peer = Peer(channel, handle, name="fast")
-                peer_ref.append(peer)
+            result, peer = await accept_offer(
+                params,
+                state.fast and state.tg is not None,
+                lambda p: lambda m, prm: server.dispatch(m, prm, p.request),
+            )
+            if peer is not None and state.tg is not None:
                 state.tg.start_soon(peer.run)
             return _json(response_message(request_id, result))
         if (

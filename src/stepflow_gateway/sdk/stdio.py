@@ -13,6 +13,7 @@ from typing import Any
 
 import anyio
 
+from ..protocol.framepeer import FramePeer
 from ..protocol.framing import LineChannel
 from ..protocol.jsonrpc import Peer
 from ..protocol.messages import Method
@@ -99,26 +100,26 @@ async def serve_stdio(server: ComponentServer, *, fast: bool = True) -> None:
     rx, tx = await _std_streams()
     async with anyio.create_task_group() as tg:
 
-        def handler_for(peer_ref: list[Peer]) -> Any:
+        def handler_for(ref: list[Peer | FramePeer]) -> Any:
+            # ``ref`` holds the connection this handler serves (set right after it is created).
             async def handle(method: str, params: Any) -> Any:
                 if method == Method.INITIALIZE:
-                    result, channel = await accept_offer(params, fast and peer_ref[0] is base)
-                    if channel is not None:
-                        fast_ref: list[Peer] = []
-                        fast_peer = Peer(channel, handler_for(fast_ref), name="fast")
-                        fast_ref.append(fast_peer)
+                    result, fast_peer = await accept_offer(
+                        params, fast and ref[0] is base, lambda peer: handler_for([peer])
+                    )
+                    if fast_peer is not None:
                         tg.start_soon(_run_then_stop, fast_peer, tg)
                     return result
-                return await server.dispatch(method, params, peer_ref[0].request)
+                return await server.dispatch(method, params, ref[0].request)
 
             return handle
 
-        base_ref: list[Peer] = []
+        base_ref: list[Peer | FramePeer] = []
         base = Peer(LineChannel(rx, tx, name="stdio"), handler_for(base_ref), name="stdio")
         base_ref.append(base)
         await _run_then_stop(base, tg)
 
 
-async def _run_then_stop(peer: Peer, tg: anyio.abc.TaskGroup) -> None:
+async def _run_then_stop(peer: Peer | FramePeer, tg: anyio.abc.TaskGroup) -> None:
     await peer.run()
     tg.cancel_scope.cancel()

@@ -5,6 +5,8 @@ Negotiation (a gateway extension that official peers ignore, protocol.md §3.2):
 
 1. Before ``initialize``, the runtime listens on ``<private tmp dir>/rpc.sock`` and adds
    ``{"stepflow_gateway_transports": [{kind: "unix-frames", path, token, codecs}]}`` to the params.
+   Frames are a 4-byte big-endian length and the payload; :class:`~stepflow_gateway.protocol.
+   framepeer.FramePeer` speaks them at both ends.
 2. A server that wants it connects, sends one frame ``{"token": token}`` in the codec it picked,
    and answers ``initialize`` with ``{"stepflow_gateway_transport": {kind, codec}}`` in its result.
 3. The runtime accepts that connection and from then on sends ``initialized`` and every request on
@@ -28,7 +30,9 @@ from pathlib import Path
 import anyio
 
 from ...errors import ProtocolError
-from ...protocol.framing import AsyncioByteStream, FrameChannel, available_codecs
+from ...protocol.framepeer import FramePeer
+from ...protocol.framing import available_codecs
+from ...protocol.jsonrpc import Handler
 from ...protocol.messages import TransportAccept, TransportOffer
 
 __all__ = ["FastListener", "open_fast_listener"]
@@ -42,34 +46,34 @@ class FastListener:
         self.offer = offer
         self.plugin = plugin
 
-    async def accept(self, accepted: TransportAccept, timeout: float) -> FrameChannel:  # noqa: ASYNC109
-        """The channel the child opened; checks its token.
+    async def accept(self, accepted: TransportAccept, timeout: float, handler: Handler) -> FramePeer:  # noqa: ASYNC109
+        """The connection the child opened, serving ``handler`` once its token checked out.
 
         Raises:
             ProtocolError: no connection, an unknown codec or a wrong token within ``timeout``.
         """
         if accepted.codec not in self.offer.codecs:
             raise ProtocolError(f"server chose codec {accepted.codec!r}, not offered", plugin=self.plugin)
+        peer = FramePeer(handler, codec=accepted.codec, name=self.plugin, hello=True)
         try:
             with anyio.fail_after(timeout):
                 conn, _ = await asyncio.get_running_loop().sock_accept(self._listener)
-                reader, writer = await asyncio.open_unix_connection(sock=conn)
-                channel = FrameChannel(
-                    AsyncioByteStream(reader, writer), codec=accepted.codec, name=self.plugin
-                )
-                hello = await channel.receive()
+                await peer.accept_socket(conn)
+                hello = await peer.receive_hello()
         except TimeoutError:
+            peer.close("handshake timed out")
             raise ProtocolError(
                 "server accepted the fast transport but never connected", plugin=self.plugin
             ) from None
         except (anyio.EndOfStream, OSError) as exc:
-            raise ProtocolError(f"fast transport handshake failed: {exc}", plugin=self.plugin) from exc
+            peer.close("handshake failed")
+            raise ProtocolError(f"fast transport handshake failed: {exc!r}", plugin=self.plugin) from exc
         if not isinstance(hello, dict) or not secrets.compare_digest(
             str(hello.get("token", "")), self.offer.token
         ):
-            await channel.aclose()
+            peer.close("wrong token")
             raise ProtocolError("fast transport handshake carried a wrong token", plugin=self.plugin)
-        return channel
+        return peer
 
 
 @asynccontextmanager

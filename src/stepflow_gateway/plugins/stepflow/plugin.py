@@ -35,6 +35,7 @@ from ...errors import (
     TransportError,
     UnknownComponentError,
 )
+from ...protocol.framepeer import FramePeer
 from ...protocol.jsonrpc import Peer, RpcError
 from ...protocol.messages import OFFER_FIELD, ComponentInfoModel, InitializeResult, Method
 from ..base import ComponentInfo, ExecutionContext, PluginContext
@@ -75,7 +76,7 @@ class _PeerLink:
 
     __slots__ = ("peer",)
 
-    def __init__(self, peer: Peer) -> None:
+    def __init__(self, peer: Peer | FramePeer) -> None:
         self.peer = peer
 
     async def request(
@@ -417,12 +418,11 @@ class StepflowPlugin:
         init = InitializeResult.model_validate(result if isinstance(result, dict) else {})
         link, fast = base, False
         if listener is not None and init.transport is not None:
-            channel = await listener.accept(init.transport, self.config.start_timeout)
             assert self._callbacks is not None
-            peer = Peer(channel, self._callbacks, name=self.name)
+            peer = await listener.accept(init.transport, self.config.start_timeout, self._callbacks)
             await tg.start(peer.run)
             link, fast = _PeerLink(peer), True
-            self._log.debug("switched to fast transport", codec=channel.codec)
+            self._log.debug("switched to fast transport", codec=peer.codec)
         await link.notify(Method.INITIALIZED, {})
         return link, fast
 
@@ -500,7 +500,7 @@ class StepflowPlugin:
                 if reason != "plugin closed":
                     self._log.warning("server connection ended", generation=generation, reason=reason)
                 for peer in (base, getattr(link, "peer", None)):
-                    if isinstance(peer, Peer):
+                    if isinstance(peer, (Peer, FramePeer)):
                         peer.close(reason)
                 tg.cancel_scope.cancel()
         if error is not None:
