@@ -27,7 +27,7 @@ import structlog  # noqa: E402
 from sidebyside import netns  # noqa: E402
 from sidebyside.cells import Bench  # noqa: E402
 from sidebyside.flows import ALL_FLOWS  # noqa: E402
-from sidebyside.machine import Pinning, describe, pin_client  # noqa: E402
+from sidebyside.machine import Pinning, describe, memory_guard_mib, pin_client  # noqa: E402
 from sidebyside.profiles import PROFILES  # noqa: E402
 from sidebyside.report import to_json, to_markdown  # noqa: E402
 from sidebyside.results import Results  # noqa: E402
@@ -55,6 +55,11 @@ def _args(argv: list[str]) -> argparse.Namespace:
         type=Path,
         metavar="DIR",
         help="profile our server with py-spy during each flow's cells (profiles in DIR)",
+    )
+    ap.add_argument(
+        "--restart-above-mib",
+        type=float,
+        help="restart both servers between cells when either tree's RSS passes this (default: RAM/4, ≤ 4096)",
     )
     ap.add_argument("-v", "--verbose", action="store_true", help="log every cell on stderr")
     return ap.parse_args(argv)
@@ -94,13 +99,17 @@ def main(argv: list[str]) -> int:
     configs = write_configs(tools, workdir)
     runtimes = {name: Runtime(name, PORTS[name], tools, pinning.server, workdir) for name in RUNTIMES}
     results = Results(profile.name, meta=describe(tools, pinning))
+    guard = a.restart_above_mib or memory_guard_mib()
+    results.meta["memory guard"] = (
+        f"both servers restart between cells if either tree's RSS > {guard:,.0f} MiB"
+    )
     results.meta["load average at start"] = _loadavg()
     if a.py_spy:
         results.meta["profiled"] = (
             f"py-spy sampled our server (profiles in {a.py_spy}): its figures are inflated"
         )
     log.info("starting", profile=profile.name, flows=",".join(profile.flows), logs=str(workdir))
-    asyncio.run(Bench(profile, runtimes, configs, results, a.flows_dir, a.py_spy).run())
+    asyncio.run(Bench(profile, runtimes, configs, results, a.flows_dir, a.py_spy, guard).run())
 
     results.meta["load average at end"] = _loadavg()
     command = "benchmarks/harness.py " + shlex.join(argv) if argv else "benchmarks/harness.py"

@@ -57,6 +57,11 @@ TRANSPORTS: dict[str, dict[str, Any]] = {
     "http worker": {"command": sys.executable, "args": [SERVER, "--http"], "fastTransport": False},
     "http worker + fast": {"command": sys.executable, "args": [SERVER, "--http"], "fastTransport": True},
 }
+if os.environ.get("PYTHONPATH"):
+    # Children get only the configured env: pass PYTHONPATH on so that both ends run the same tree
+    # (e.g. PYTHONPATH=<checkout of another commit>/src to compare before/after a change).
+    for _options in TRANSPORTS.values():
+        _options["env"] = {"PYTHONPATH": os.environ["PYTHONPATH"]}
 
 SMALL = {"data": "bench"}
 MEDIUM = {"rows": [{"id": i, "name": f"row-{i}", "score": i / 7, "tags": ["a", "b"]} for i in range(1000)]}

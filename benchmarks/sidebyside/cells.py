@@ -77,6 +77,7 @@ class Bench:
         results: Results,
         flows_dir: Path | None = None,
         py_spy: Path | None = None,
+        guard_mib: float = 4096.0,
     ) -> None:
         self.p = profile
         self.runtimes = runtimes
@@ -86,6 +87,13 @@ class Bench:
         self.py_spy = py_spy
         """Directory for py-spy profiles of our server, one per flow (``None``: no profiling)."""
         self.servers: dict[str, Server] = {}
+        self.stacks: dict[str, AsyncExitStack] = {}
+        """One exit stack per running long-lived server, so either can be restarted alone."""
+        self.peaks: dict[str, tuple[int, int]] = {}
+        """Largest (server, tree) VmHWM in KiB seen over every instance of each runtime."""
+        self.restarts = 0
+        self.p_guard_mib = guard_mib
+        """RSS (MiB, process tree) above which both servers are restarted between cells."""
         self.down: dict[str, str] = {}
         """Runtimes that are not usable, with the reason."""
         self.client_busy: list[str] = []
@@ -165,15 +173,60 @@ class Bench:
 
     # -- 2. long-running servers -----------------------------------------------------------------------
 
-    async def start_all(self, stack: AsyncExitStack) -> None:
+    async def _start(self, name: str) -> None:
+        stack = AsyncExitStack()
+        try:
+            tag = f"-main{self.restarts}" if self.restarts else "-main"
+            self.servers[name] = await stack.enter_async_context(
+                running(self.runtimes[name], self.configs["full"], tag=tag)
+            )
+            self.stacks[name] = stack
+        except StartError as exc:
+            await stack.aclose()
+            self.servers.pop(name, None)
+            self.down[name] = _short(str(exc))
+            self.res.notes.append(f"{name} did not start with the full config: {exc}")
+
+    def _note_peak(self, name: str) -> None:
+        srv = self.servers.get(name)
+        if srv is None or srv.proc.poll() is not None:
+            return
+        m = procstat.memory(srv.pid)
+        old = self.peaks.get(name, (0, 0))
+        self.peaks[name] = (max(old[0], m.server_hwm), max(old[1], m.tree_hwm))
+
+    async def stop_all(self) -> None:
+        for name in list(self.stacks):
+            self._note_peak(name)
+            await self.stacks.pop(name).aclose()
+
+    async def _guard(self, where: str) -> bool:
+        """Restart both servers when either tree's RSS passed the guard (upstream keeps every run).
+
+        Both restart, so neither carries history the other does not. Returns True after a restart.
+        """
+        big = {}
+        for name, srv in self.servers.items():
+            if name not in self.down and srv.proc.poll() is None:
+                rss = procstat.memory(srv.pid).tree_rss / MIB
+                if rss > self.p_guard_mib:
+                    big[name] = rss
+        if not big:
+            return False
+        self.restarts += 1
+        what = ", ".join(f"{n} at {v:,.0f} MiB" for n, v in big.items())
+        self.res.notes.append(
+            f"both servers restarted before {where} ({what}; guard {self.p_guard_mib:,.0f} MiB)"
+        )
+        await self.stop_all()
         for name in RUNTIMES:
-            try:
-                self.servers[name] = await stack.enter_async_context(
-                    running(self.runtimes[name], self.configs["full"], tag="-main")
-                )
-            except StartError as exc:
-                self.down[name] = _short(str(exc))
-                self.res.notes.append(f"{name} did not start with the full config: {exc}")
+            if name not in self.down:
+                await self._start(name)
+        return True
+
+    async def start_all(self) -> None:
+        for name in RUNTIMES:
+            await self._start(name)
         up = self.servers.get("upstream")
         if up is not None:
             try:
@@ -261,22 +314,28 @@ class Bench:
             self.res.row("memory", "peak RSS (VmHWM), server process", "MiB", "lower"),
             self.res.row("memory", "peak RSS (VmHWM), server + live children", "MiB", "lower"),
         ]
+        note = f"max over {self.restarts + 1} instances" if self.restarts else ""
         for name in RUNTIMES:
-            if not self._usable_started(name):
+            self._note_peak(name)
+            if name not in self.peaks:
                 for r in rows:
                     r.values[name] = na(self.down.get(name, "not started"))
                 continue
-            m = procstat.memory(self.servers[name].pid)
-            rows[0].values[name] = Value(m.server_hwm / MIB)
-            rows[1].values[name] = Value(m.tree_hwm / MIB)
+            server, tree = self.peaks[name]
+            rows[0].values[name] = Value(server / MIB, note)
+            rows[1].values[name] = Value(tree / MIB, note)
 
     # -- 4. flows --------------------------------------------------------------------------------------
 
-    async def flow_cells(self, flow_name: str) -> None:
-        flow = load_flow(flow_name, self.flows_dir)
+    async def _prepare(self, flow_name: str, flow: dict, skip: dict[str, str]) -> dict[str, bytes]:
+        """Store and warm up ``flow`` on each usable runtime; return the run request bodies.
+
+        A runtime that cannot store or run it gets its reason in ``skip``.
+        """
         bodies: dict[str, bytes] = {}
-        skip: dict[str, str] = {}
         for name in RUNTIMES:
+            if name in skip:
+                continue
             if not self._usable_started(name):
                 skip[name] = self.down.get(name, "not started")
                 continue
@@ -298,11 +357,20 @@ class Bench:
             if warm.runs == 0:
                 skip[name] = _short(f"warm-up failed: {warm.error_sample}")
                 self.res.notes.append(f"{name}, {flow_name}: warm-up failed: {warm.error_sample}")
+        return bodies
+
+    async def flow_cells(self, flow_name: str) -> None:
+        flow = load_flow(flow_name, self.flows_dir)
+        skip: dict[str, str] = {}
+        await self._guard(flow_name)
+        bodies = await self._prepare(flow_name, flow, skip)
         pools: dict[tuple[int, str], _Pool] = {}
         i = 0
         async with profiling(self.py_spy, self.servers.get("ours"), flow_name):
             for _ in range(self.p.rounds):
                 for c in self.p.concurrency:
+                    if await self._guard(f"{flow_name} c={c}"):
+                        bodies = await self._prepare(flow_name, flow, skip)
                     for name in self._order(i):
                         if name in skip:
                             continue
@@ -390,14 +458,16 @@ class Bench:
     async def run(self) -> Results:
         t0 = time.monotonic()
         await self.cold_starts()
-        async with AsyncExitStack() as stack:
-            await self.start_all(stack)
+        try:
+            await self.start_all()
             await asyncio.sleep(SETTLE_S)
             self.idle_memory()
             await self.memory_growth()
             for flow_name in self.p.flows:
                 await self.flow_cells(flow_name)
             self.peak_memory()
+        finally:
+            await self.stop_all()
         if self.client_busy:
             self.res.notes.append(
                 "the load client used >90% of its core in: "

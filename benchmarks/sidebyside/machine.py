@@ -17,7 +17,10 @@ from pathlib import Path
 
 from .servers import PEERS, REPO, Tools
 
-__all__ = ["Pinning", "describe", "pin_client"]
+__all__ = ["Pinning", "describe", "memory_guard_mib", "pin_client"]
+
+GUARD_CAP_MIB = 4096.0
+"""Upstream keeps every run in memory (a full session reached 12 GiB): restart both servers past this."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,17 @@ def _mem_total() -> str:
     except OSError:
         pass
     return "? RAM"
+
+
+def memory_guard_mib() -> float:
+    """Default restart guard: a quarter of RAM, at most ``GUARD_CAP_MIB``."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return min(GUARD_CAP_MIB, int(line.split()[1]) / 1024 / 4)
+    except OSError:
+        pass
+    return 1024.0
 
 
 def _git_rev() -> str:

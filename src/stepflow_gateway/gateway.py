@@ -45,8 +45,10 @@ _PLAN_CACHE_SIZE = 256
 
 
 def now_iso(ts: float | None = None) -> str:
+    """RFC 3339 UTC with microseconds and ``Z``. ``isoformat`` is ~20x cheaper than ``strftime``
+    and this runs once per step record."""
     dt = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 @dataclass(slots=True)
