@@ -2,24 +2,38 @@
 official peer speaks), the negotiated fast transport (length-prefixed frames on a Unix socket with
 the best shared codec), and HTTP workers, all against the same SDK server.
 
-    .venv/bin/python benchmarks/stepflow_transports.py [--calls N] [--concurrency C]
+    .venv/bin/python benchmarks/stepflow_transports.py [--calls N] [--concurrency C] [--rounds R]
+    PYTHONPATH=/path/to/other/checkout/src .venv/bin/python benchmarks/stepflow_transports.py
 
 For each transport it reports calls per second for sequential calls (latency bound) and for C calls
 in flight (throughput bound), with a small and a ~64 KiB payload. The gateway side of each call is
-the real plugin path: ``StepflowPlugin.execute`` → JSON-RPC → server → response.
+the real plugin path: ``StepflowPlugin.execute`` → JSON-RPC → server → response. ``--rounds R``
+interleaves R rounds of all transports and prints median (min-max). A ``PYTHONPATH`` is passed on
+to the servers too, so both ends run the same tree (how before/after figures are taken).
 
-Two interleaved sessions on the 2-core dev box (calls/s; other test suites were running, so
-differences under ~30% are noise):
+Three runs each, before and after the fast transport moved to ``protocol/framepeer.py`` (frames
+parsed in ``data_received``, writes coalesced per loop tick, loop-timer timeouts), alternating, on
+the shared 2-core dev box (calls/s, min-max; other suites were running, so the noise is large):
 
-    transport                     small seq  small c=16   64K seq  64K c=16
-    stdio newline JSON            2781-2847  11218-15160  135-160  159-217
-    stdio + fast (unix frames)    2080-3133  14191-15456  157-179  191-207
-    http worker                     808-874    1204-1231  109       229-246
-    http worker + fast            3192-3194  13450-15165  161-182  153-176
+    transport                     small seq    small c=16   64K seq  64K c=16
+    before
+    stdio newline JSON            3365-3681    5605-12758   144-186  101-140
+    stdio + fast (unix frames)    3135-4741    9848-13612   156-276  158-208
+    http worker                    755-1036    1114-1348     99-121  118-183
+    http worker + fast            3012-3949    5454-7605    122-251  129-148
+    after
+    stdio newline JSON            1968-4040    4094-6860    105-194  128-145
+    stdio + fast (unix frames)    9068-13771  30371-42941   141-340   90-215
+    http worker                    461-1038     864-1241     82-146  110-193
+    http worker + fast            9158-9770   24036-39343   180-220   92-275
 
-The fast transport is 3.7x (sequential) to 11x (16 in flight) faster than the HTTP worker path it
-replaces for self-launched workers. Against newline JSON over pipes it is on par for small messages
-and up to ~1.3x faster for 64 KiB ones; both are bounded by Python-side processing there.
+Fast transport alone, five alternating before/after pairs: small seq 2585-4344 → 2890-9382, small
+c=16 6567-18096 → 26671-60606, 64K seq 171-231 → 227-376, 64K c=16 123-244 → 251-399.
+
+For small messages the fast transport is now 2.5-4.5x (sequential) and 6-8x (16 in flight) faster
+than newline JSON over pipes, and 9-30x faster than the HTTP worker path it replaces for
+self-launched workers. With 64 KiB payloads both ends are bound by decoding and validating the
+payload in Python (and by GC), so transports differ little there.
 """
 
 from __future__ import annotations
