@@ -12,14 +12,13 @@ callbacks (blobs, nested runs) that components and builtins use.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 
 from .engine.executor import Dispatch, Plan, RunExecution, StepEvent
 from .engine.result import FlowResult
@@ -29,16 +28,17 @@ from .flow.load import LoadedFlow, load_flow, parse_flow
 from .flow.model import Flow
 from .flow.validate import blocking, validate_flow
 from .ids import new_run_id
+from .logging import get_logger
 from .plugins.base import ExecutionContext, RunInfo
 from .plugins.registry import PluginSet, RegisteredComponent
 from .state.base import ItemRecord, RunRecord, StateStore, StepRecord
 
-__all__ = ["Gateway", "RunHandle"]
+__all__ = ["Gateway", "RunHandle", "StepLog"]
 
 from .logging import ensure_default as _ensure_logging
 
 _ensure_logging()
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _PLAN_CACHE_SIZE = 256
 """Plans are cheap to keep and costly to rebuild for big flows; bound the cache anyway."""
@@ -67,6 +67,23 @@ class RunHandle:
     def status(self) -> str:
         return self.record.status
 
+    def subscribe(self, callback: Callable[[StepEvent], None]) -> None:
+        """Receive this run's progress events from now on. Events are only built while someone listens."""
+        self.subscribers.append(callback)
+        self.execution.listener = self._fan_out
+
+    def unsubscribe(self, callback: Callable[[StepEvent], None]) -> None:
+        try:
+            self.subscribers.remove(callback)
+        except ValueError:
+            return
+        if not self.subscribers:
+            self.execution.listener = None
+
+    def _fan_out(self, event: StepEvent) -> None:
+        for sub in list(self.subscribers):
+            sub(event)
+
     def info(self) -> RunInfo:
         results: list[FlowResult | None]
         if self.results is not None:
@@ -79,6 +96,49 @@ class RunHandle:
 
     def cancel(self) -> None:
         self.execution.cancel()
+
+
+class StepLog(Sequence[StepRecord]):
+    """A finished run's step records, built on first read.
+
+    ``complete_run`` gets this instead of a list: a store that persists at once (SQLite) iterates
+    it there; the memory store keeps it and builds the records only if ``GET .../steps`` asks, so a
+    run nobody inspects never pays for ``StepRecord`` objects and their timestamps. It keeps the
+    finished items and the plan, not the execution (its task group and cancel scope).
+    """
+
+    __slots__ = ("_view", "_records")
+
+    def __init__(self, execution: RunExecution) -> None:
+        self._view: Any = _ExecutionView(execution.plan, execution.items)
+        self._records: list[StepRecord] | None = None
+
+    def records(self) -> list[StepRecord]:
+        if self._records is None:
+            self._records = [
+                StepRecord(item, idx, step.id, step.component, status, result,
+                           now_iso(started) if started else None, now_iso(finished) if finished else None)
+                for item, idx, step, status, result, started, finished in RunExecution.step_states(self._view)
+            ]
+            self._view = None
+        return self._records
+
+    def __len__(self) -> int:
+        return len(self.records())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.records()[index]
+
+    def __iter__(self) -> Iterator[StepRecord]:
+        return iter(self.records())
+
+
+@dataclass(slots=True)
+class _ExecutionView:
+    """What ``RunExecution.step_states`` reads: the plan and the items."""
+
+    plan: Plan
+    items: list[Any]
 
 
 def _item_status(result: FlowResult, run_cancelled: bool) -> str:
@@ -107,6 +167,8 @@ class Gateway:
         self.dispatch: Dispatch | None = None
         self.record_steps = (mode == "serve") if record_steps is None else record_steps
         self._plans: dict[str, Plan] = {}
+        self._stored_flows: set[str] = set()
+        """Flow ids this process has stored; ``forget_flow`` drops one when its blob is deleted."""
         self.live: dict[str, RunHandle] = {}
         self.task_group: Any = None
 
@@ -218,6 +280,10 @@ class Gateway:
         await self.store.put_blob(flow.flow_id, flow.to_json(), "flow")
         return flow.flow_id
 
+    def forget_flow(self, flow_id: str) -> None:
+        """The flow's blob was deleted: the next run of it stores it again."""
+        self._stored_flows.discard(flow_id)
+
     async def get_flow(self, flow_id: str) -> Flow | None:
         plan = self._plans.get(flow_id)
         if plan is not None:  # flows are immutable and content-addressed: the cached parse is valid
@@ -291,23 +357,18 @@ class Gateway:
             overrides=overrides,
             variables=variables,
         )
-        handle_ref: list[RunHandle] = []
-
-        def fan_out(event: StepEvent) -> None:
-            for sub in list(handle_ref[0].subscribers):
-                sub(event)
-
         execution = RunExecution(
             plan, list(inputs), self.dispatch,  # type: ignore[arg-type]
             run_id=run_id, root_run_id=root, variables=variables,
-            max_concurrency=max_concurrency, listener=fan_out if (listener or self.mode == "serve") else None,
+            max_concurrency=max_concurrency,
         )
         handle = RunHandle(run_id, flow, execution, record)
         if listener is not None:
-            handle.subscribers.append(listener)
-        handle_ref.append(handle)
+            handle.subscribe(listener)
         if self.mode == "serve":
-            await self.store_flow(flow)
+            if plan.flow_id not in self._stored_flows:  # stored flows are content-addressed
+                await self.store_flow(flow)
+                self._stored_flows.add(plan.flow_id)
             await self.store.create_run(record)
         self.live[run_id] = handle
         if wait:
@@ -337,11 +398,7 @@ class Gateway:
                  for i, r in enumerate(results)]
         rec.items = items
         if self.mode == "serve" or self.record_steps:
-            steps = [
-                StepRecord(item, idx, step.id, step.component, status, result,
-                           now_iso(started) if started else None, now_iso(finished) if finished else None)
-                for item, idx, step, status, result, started, finished in handle.execution.step_states()
-            ]
+            steps = StepLog(handle.execution)
             with anyio.CancelScope(shield=True):
                 await self.store.complete_run(rec.run_id, rec.status, rec.completed_at, items, steps)
         self._finished_handles_keep(handle)

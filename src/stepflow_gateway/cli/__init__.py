@@ -10,15 +10,14 @@ from __future__ import annotations
 import sys
 
 # Start-up time is a feature (`run` on a builtin flow targets < 250 ms wall). typer imports rich
-# eagerly for help formatting (~120 ms, and structlog.dev then pulls in rich tracebacks); when no
-# help is being printed we hide rich during that import. rich stays importable afterwards (progress
-# bars, tables), it is just not loaded up front.
+# eagerly for help formatting (~120 ms); when no help is being printed we hide rich during that
+# import. rich stays importable afterwards (progress bars, tables), it is just not loaded up front.
+# structlog is not imported here: ``stepflow_gateway.logging`` loads it on the first real event.
 _WANTS_HELP = len(sys.argv) < 2 or any(a in ("--help", "-h") for a in sys.argv[1:])
 _hidden = not _WANTS_HELP and "rich" not in sys.modules
 if _hidden:
     sys.modules["rich"] = None  # type: ignore[assignment]
 try:
-    import structlog  # noqa: F401  (imported here so that it, too, skips rich)
     import typer
 finally:
     if _hidden:
@@ -34,13 +33,40 @@ app = typer.Typer(
 plugins_app = typer.Typer(help="Installed plugin types.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
 
-from . import components, misc, run, test, validate  # noqa: E402,F401  (registers commands)
+_COMMAND_MODULES: dict[str, str] = {
+    "run": "run",
+    "validate": "validate",
+    "test": "test",
+    "list-components": "components",
+    "schema": "misc",
+    "plugins": "misc",
+    "serve": "serve",
+    "submit": "serve",
+}
+"""The module that registers each command. ``main`` imports only the one being run: typer builds a
+click command (signature inspection, ~1-3 ms each) for every registered command on each start."""
 
-try:  # the server commands live in their own module (issue: serve)
-    from . import serve  # noqa: E402,F401
-except ImportError:  # pragma: no cover
-    pass
+_ALL_MODULES = ("components", "misc", "run", "test", "validate", "serve")
+
+
+def register_commands(argv: list[str] | None = None) -> None:
+    """Register the command ``argv`` names, or every command (top-level help, unknown names).
+
+    The command is the first argument that is not an option; when that guess is wrong (an unknown
+    name) everything is registered, so typer's own usage errors and help stay complete.
+    """
+    import importlib
+
+    name = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    module = _COMMAND_MODULES.get(name) if name is not None else None
+    for mod in (module,) if module is not None else _ALL_MODULES:
+        try:
+            importlib.import_module(f"{__name__}.{mod}")
+        except ImportError:  # pragma: no cover  (the server extras may be missing)
+            if mod != "serve":
+                raise
 
 
 def main() -> None:
+    register_commands(sys.argv[1:])
     app()

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from ..errors import ConfigError
 from ..flow.path import PathSyntaxError, parse_path
 from ..yaml_loader import DuplicateKey, YamlError, load_yaml
@@ -32,6 +30,7 @@ from .model import (
     RouteRule,
     StateStoreConfig,
     join_path,
+    validate,
 )
 
 __all__ = [
@@ -75,9 +74,7 @@ _STATE_ALIASES = {
 _RETRY_KEYS = frozenset({"transportMaxRetries", "backoff"})
 _RULE_KEYS = frozenset({"plugin", "conditions", "componentAllow", "componentDeny", "component"})
 _CONDITION_KEYS = frozenset({"path", "value"})
-_BACKOFF_KEYS = {
-    name: frozenset(f.alias or n for n, f in cls.model_fields.items()) for name, cls in BACKOFF_TYPES.items()
-}
+_BACKOFF_KEYS = {name: frozenset(cls._aliases) for name, cls in BACKOFF_TYPES.items()}
 
 
 @dataclass(slots=True)
@@ -302,11 +299,15 @@ class _Builder:
                 )
         return out
 
-    def validate(self, model: type[BaseModel], data: dict[str, Any], path: str) -> Any:
-        """Build a pydantic model; turn the first validation error into a ConfigError at its path."""
+    def validate(self, model: type[Any], data: dict[str, Any], path: str) -> Any:
+        """Build a config model; turn the first validation error into a ConfigError at its path."""
         try:
-            return model.model_validate(data)
-        except ValidationError as exc:
+            return validate(model, data)
+        except Exception as exc:
+            from pydantic import ValidationError  # loaded by now: only the pydantic mirrors raise
+
+            if not isinstance(exc, ValidationError):
+                raise
             err = exc.errors(include_url=False)[0]
             where = path
             for part in err["loc"]:

@@ -1,23 +1,29 @@
-"""Pydantic models of ``stepflow-config.yml`` (config.md).
+"""The models of ``stepflow-config.yml`` (config.md), as slotted dataclasses.
 
 Owns the shape of a loaded config: ``GatewayConfig`` with its plugins, routes, state store and retry
-policy, the ``Backoff`` policies (also used by ``onError: retry``), and ``ConfigWarning``.
+policy, the ``Backoff`` policies (also used by ``onError: retry``), ``ConfigWarning``, and
+``validate`` (a mapping to a model, with pydantic's coercions and error messages).
 
-Keys are camelCase (``populate_by_name`` also accepts the Python names). Reading a file, key
-normalisation (snake_case aliases, unknown keys, duplicates) and error messages with JSON paths
-live in ``config.load``; these models only hold already-normalised data.
+Keys are camelCase; constructors and ``validate`` also accept the Python names (``delayMs`` or
+``delay``, ``minDelayMs`` or ``min_delay_ms``). Reading a file, key normalisation (snake_case
+aliases, unknown keys, duplicates) and error messages with JSON paths live in ``config.load``;
+these models only hold already-normalised data.
+
+Why not pydantic models: pydantic costs ~50 ms to import plus a few ms per model, and a ``run`` of
+a builtin-only flow (which uses the default config) must start in < 250 ms. ``validate`` checks the
+plain shapes by hand; anything else (a value that needs coercion, or is invalid) goes to the pydantic
+mirrors in ``config._pydantic``, so accepted inputs and error messages are exactly pydantic's.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from pydantic.alias_generators import to_camel
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from ..types import JsonValue
 
@@ -36,6 +42,7 @@ __all__ = [
     "RouteRule",
     "StateStoreConfig",
     "join_path",
+    "validate",
 ]
 
 
@@ -49,8 +56,206 @@ class ConfigWarning:
     """``unknownField`` | ``snakeCaseAlias`` | ``duplicateKey`` | ``missingRoutes``."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+# --------------------------------------------------------------------------------------------------
+# Hand checks of the plain shapes. A check returns the field value, or raises _Unplain: then the
+# pydantic mirror decides (it may coerce the value, or report the error).
+
+
+class _Unplain(Exception):
+    """The value is not of the plain expected type: let the pydantic mirror decide."""
+
+
+_UNPLAIN = _Unplain()
+
+
+def _str(v: Any) -> Any:
+    if type(v) is not str:
+        raise _UNPLAIN
+    return v
+
+
+def _opt_str(v: Any) -> Any:
+    return v if v is None else _str(v)
+
+
+def _float_ge(low: float) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if (type(v) is not int and type(v) is not float) or not math.isfinite(v) or v < low:
+            raise _UNPLAIN
+        return float(v)
+
+    return check
+
+
+def _int_ge(low: int) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if type(v) is not int or v < low:
+            raise _UNPLAIN
+        return v
+
+    return check
+
+
+def _bool(v: Any) -> Any:
+    if type(v) is not bool:
+        raise _UNPLAIN
+    return v
+
+
+def _literal(*values: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if type(v) is not str or v not in values:
+            raise _UNPLAIN
+        return v
+
+    return check
+
+
+def _opt_str_list(v: Any) -> Any:
+    if v is None:
+        return None
+    if type(v) is not list or any(type(x) is not str for x in v):
+        raise _UNPLAIN
+    return list(v)
+
+
+def _any(v: Any) -> Any:
+    return v
+
+
+def _dict(v: Any) -> Any:
+    if type(v) is not dict or any(type(k) is not str for k in v):
+        raise _UNPLAIN
+    return dict(v)
+
+
+def _to_camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class _ConfigModel:
+    """Base of the config dataclasses: alias-aware construction, ``validate``, ``model_fields``."""
+
+    __slots__ = ()
+    _checks: ClassVar[dict[str, Callable[[Any], Any]]] = {}
+    _aliases: ClassVar[dict[str, str]] = {}
+    """alias (camelCase) -> field name, for every field."""
+
+    @classmethod
+    def model_validate(cls, data: Any) -> Any:
+        """``validate(cls, data)``."""
+        return validate(cls, data)
+
+    def model_dump(self, *, by_alias: bool = False, mode: str = "python") -> dict[str, Any]:
+        """The fields as a mapping (recursively), like pydantic's ``model_dump``; ``mode='json'``
+        turns paths into strings."""
+        return _dump(self, by_alias, mode == "json")  # type: ignore[no-any-return]
+
+
+def _model(
+    checks: dict[str, Callable[[Any], Any]], aliases: dict[str, str] | None = None
+) -> Callable[[type], type]:
+    """Finish a config dataclass: record its checks and aliases; let the constructor take aliases."""
+
+    def finish(cls: type) -> type:
+        names = [f.name for f in fields(cls)]
+        cls._checks = checks  # type: ignore[attr-defined]
+        cls._aliases = {(aliases or {}).get(n, _to_camel(n)): n for n in names}  # type: ignore[attr-defined]
+        plain_init = cls.__init__
+        renames = {a: n for a, n in cls._aliases.items() if a != n}  # type: ignore[attr-defined]
+        if renames:
+
+            def __init__(self: Any, *args: Any, **kw: Any) -> None:
+                for alias in [k for k in kw if k in renames]:
+                    name = renames[alias]
+                    if name in kw:
+                        raise TypeError(f"{cls.__name__}: both {alias!r} and {name!r} given")
+                    kw[name] = kw.pop(alias)
+                plain_init(self, *args, **kw)
+
+            __init__.__doc__ = plain_init.__doc__
+            cls.__init__ = __init__  # type: ignore[misc]
+        return cls
+
+    return finish
+
+
+def validate(model: type[Any], data: Any) -> Any:
+    """``data`` (a mapping, camelCase keys or Python names) as an instance of the config ``model``.
+
+    Raises:
+        pydantic.ValidationError: exactly as the pydantic model of the same shape would.
+    """
+    if type(data) is dict:
+        try:
+            return _plain(model, data)
+        except _Unplain:
+            pass
+    return _via_mirror(model, data)
+
+
+def _plain(model: type[Any], data: dict[str, Any]) -> Any:
+    aliases = model._aliases
+    checks = model._checks
+    kw: dict[str, Any] = {}
+    for key, value in data.items():
+        name = aliases.get(key, key if key in checks else None)
+        if name is None or name in kw:
+            raise _UNPLAIN  # unknown key, or given twice (alias and name): pydantic reports it
+        kw[name] = checks[name](value)
+    for f in fields(model):
+        if f.name not in kw and f.default is MISSING and f.default_factory is MISSING:
+            raise _UNPLAIN  # a missing required key
+    return model(**kw)
+
+
+def _to_data(value: Any) -> Any:
+    """Config dataclasses inside ``value`` as camelCase mappings (the mirrors' input)."""
+    if isinstance(value, _ConfigModel):
+        by_name = {n: a for a, n in type(value)._aliases.items()}
+        return {by_name[f.name]: _to_data(getattr(value, f.name)) for f in fields(value)}  # type: ignore[arg-type]
+    if type(value) is list:
+        return [_to_data(v) for v in value]
+    if type(value) is dict:
+        return {k: _to_data(v) for k, v in value.items()}
+    return value
+
+
+def _dump(value: Any, by_alias: bool, json_mode: bool) -> Any:
+    if isinstance(value, _ConfigModel):
+        keys = {n: a for a, n in type(value)._aliases.items()} if by_alias else None
+        return {
+            (keys[f.name] if keys else f.name): _dump(getattr(value, f.name), by_alias, json_mode)
+            for f in fields(value)  # type: ignore[arg-type]
+        }
+    if type(value) is list:
+        return [_dump(v, by_alias, json_mode) for v in value]
+    if type(value) is dict:
+        return {k: _dump(v, by_alias, json_mode) for k, v in value.items()}
+    if json_mode and isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _from_mirror(value: Any) -> Any:
+    """A validated mirror model (recursively) as the config dataclasses."""
+    from pydantic import BaseModel
+
+    if isinstance(value, BaseModel):
+        cls = _BY_NAME[type(value).__name__]
+        return cls(**{n: _from_mirror(getattr(value, n)) for n in type(value).model_fields})
+    if type(value) is list:
+        return [_from_mirror(v) for v in value]
+    if type(value) is dict:
+        return {k: _from_mirror(v) for k, v in value.items()}
+    return value
+
+
+def _via_mirror(model: type[Any], data: Any) -> Any:
+    from ._pydantic import MIRRORS
+
+    return _from_mirror(MIRRORS[model.__name__].model_validate(_to_data(data)))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -62,7 +267,9 @@ class _Model(BaseModel):
 _JITTER = 0.10
 
 
-class _BackoffBase(_Model):
+class _BackoffBase(_ConfigModel):
+    __slots__ = ()
+
     def delay_ms(self, n: int) -> float:
         """Delay before retry ``n`` (1-based) in milliseconds, without jitter."""
         raise NotImplementedError
@@ -72,23 +279,28 @@ class _BackoffBase(_Model):
         return self.delay_ms(n) * random.uniform(1.0 - _JITTER, 1.0 + _JITTER) / 1000.0
 
 
+@_model({"type": _literal("constant"), "delay": _float_ge(0)}, {"delay": "delayMs"})
+@dataclass(slots=True)
 class ConstantBackoff(_BackoffBase):
     """The same delay (``delayMs``) before every retry."""
 
+    delay: float = 1000
     type: Literal["constant"] = "constant"
-    delay: float = Field(default=1000, ge=0, alias="delayMs")
 
     def delay_ms(self, n: int) -> float:
         return float(self.delay)
 
 
+@_model({"type": _literal("exponential"), "min_delay_ms": _float_ge(0), "max_delay_ms": _float_ge(0),
+         "factor": _float_ge(1.0)})
+@dataclass(slots=True)
 class ExponentialBackoff(_BackoffBase):
     """``min(minDelayMs * factor^(n-1), maxDelayMs)``."""
 
+    min_delay_ms: float = 1000
+    max_delay_ms: float = 10000
+    factor: float = 2.0
     type: Literal["exponential"] = "exponential"
-    min_delay_ms: float = Field(default=1000, ge=0)
-    max_delay_ms: float = Field(default=10000, ge=0)
-    factor: float = Field(default=2.0, ge=1.0)
 
     def delay_ms(self, n: int) -> float:
         try:
@@ -98,12 +310,14 @@ class ExponentialBackoff(_BackoffBase):
         return float(min(raw, self.max_delay_ms))
 
 
+@_model({"type": _literal("fibonacci"), "min_delay_ms": _float_ge(0), "max_delay_ms": _float_ge(0)})
+@dataclass(slots=True)
 class FibonacciBackoff(_BackoffBase):
     """``min(minDelayMs * F(n), maxDelayMs)`` with F = 1, 1, 2, 3, 5, 8, ... (the default policy)."""
 
+    min_delay_ms: float = 1000
+    max_delay_ms: float = 10000
     type: Literal["fibonacci"] = "fibonacci"
-    min_delay_ms: float = Field(default=1000, ge=0)
-    max_delay_ms: float = Field(default=10000, ge=0)
 
     def delay_ms(self, n: int) -> float:
         cap = self.max_delay_ms
@@ -115,11 +329,8 @@ class FibonacciBackoff(_BackoffBase):
         return float(min(self.min_delay_ms * a, cap))
 
 
-Backoff = Annotated[ConstantBackoff | ExponentialBackoff | FibonacciBackoff, Field(discriminator="type")]
+Backoff: TypeAlias = ConstantBackoff | ExponentialBackoff | FibonacciBackoff
 """A retry backoff policy, tagged by ``type``."""
-
-BACKOFF_ADAPTER: TypeAdapter[ConstantBackoff | ExponentialBackoff | FibonacciBackoff] = TypeAdapter(Backoff)
-"""Validates a ``{type: ..., ...}`` backoff mapping (for ``onError.backoff`` in flows)."""
 
 BACKOFF_TYPES: dict[str, type[_BackoffBase]] = {
     "constant": ConstantBackoff,
@@ -128,31 +339,66 @@ BACKOFF_TYPES: dict[str, type[_BackoffBase]] = {
 }
 
 
-class RetryConfig(_Model):
+def _backoff(v: Any) -> Any:
+    if isinstance(v, _BackoffBase):
+        return v
+    cls = BACKOFF_TYPES.get(v.get("type")) if type(v) is dict else None  # type: ignore[arg-type]
+    if cls is None:
+        raise _UNPLAIN
+    return _plain(cls, v)
+
+
+class _BackoffAdapter:
+    """Validates a ``{type: ..., ...}`` backoff mapping (``pydantic.TypeAdapter(Backoff)`` semantics)."""
+
+    __slots__ = ()
+
+    def validate_python(self, data: Any) -> Backoff:
+        """The backoff ``data`` describes. Raises ``pydantic.ValidationError`` when it is invalid."""
+        try:
+            return _backoff(data)  # type: ignore[no-any-return]
+        except _Unplain:
+            from ._pydantic import BACKOFF_ADAPTER as mirror
+
+            return _from_mirror(mirror.validate_python(_to_data(data)))  # type: ignore[no-any-return]
+
+
+BACKOFF_ADAPTER = _BackoffAdapter()
+"""Validates a ``{type: ..., ...}`` backoff mapping (for ``onError.backoff`` in flows)."""
+
+
+@_model({"transport_max_retries": _int_ge(0), "backoff": _backoff})
+@dataclass(slots=True)
+class RetryConfig(_ConfigModel):
     """``retry``: transport retries and the backoff shared by restarts, reconnects and ``onError``."""
 
-    transport_max_retries: int = Field(default=3, ge=0)
-    backoff: Backoff = Field(default_factory=FibonacciBackoff)
+    transport_max_retries: int = 3
+    backoff: Backoff = field(default_factory=FibonacciBackoff)
 
 
 # --------------------------------------------------------------------------------------------------
 # State store (config.md §3)
 
 
-class StateStoreConfig(_Model):
+@_model({"type": _literal("inMemory", "sqlite", "postgres"), "database_url": _opt_str, "auto_migrate": _bool,
+         "max_connections": _int_ge(1)})
+@dataclass(slots=True)
+class StateStoreConfig(_ConfigModel):
     """``stateStore``. ``postgres`` is reserved and rejected by the loader."""
 
     type: Literal["inMemory", "sqlite", "postgres"] = "inMemory"
     database_url: str | None = None
     auto_migrate: bool = True
-    max_connections: int = Field(default=10, ge=1)
+    max_connections: int = 10
 
 
 # --------------------------------------------------------------------------------------------------
 # Plugins and routes (config.md §2, §4)
 
 
-class PluginEntry(_Model):
+@_model({"type": _str, "options": _dict})
+@dataclass(slots=True)
+class PluginEntry(_ConfigModel):
     """One ``plugins.<name>`` entry: its ``type`` and the rest of its mapping, unvalidated.
 
     ``options`` is validated later by the plugin type's own ``config_model``; environment
@@ -160,27 +406,44 @@ class PluginEntry(_Model):
     """
 
     type: str
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
 
-class Condition(_Model):
+@_model({"path": _str, "value": _any})
+@dataclass(slots=True)
+class Condition(_ConfigModel):
     """A route condition: the value at ``path`` in the step input must equal ``value``."""
 
     path: str
     value: JsonValue
 
 
-class RouteRule(_Model):
+def _conditions(v: Any) -> Any:
+    if type(v) is not list:
+        raise _UNPLAIN
+    return [c if type(c) is Condition else _plain(Condition, c) if type(c) is dict else _fail() for c in v]
+
+
+def _fail() -> Any:
+    raise _UNPLAIN
+
+
+@_model({"plugin": _str, "conditions": _conditions, "component_allow": _opt_str_list,
+         "component_deny": _opt_str_list, "component": _opt_str})
+@dataclass(slots=True)
+class RouteRule(_ConfigModel):
     """One rule of a route pattern; rules are tried in order."""
 
     plugin: str
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = field(default_factory=list)
     component_allow: list[str] | None = None
     component_deny: list[str] | None = None
     component: str | None = None
 
 
-class GatewayConfig(_Model):
+@_model({})  # never validated by hand: built by config.load, or through the mirror
+@dataclass(slots=True)
+class GatewayConfig(_ConfigModel):
     """A loaded ``stepflow-config.yml``.
 
     ``state_store`` is ``inMemory`` when the file has no ``stateStore``; ``state_store_explicit``
@@ -188,11 +451,11 @@ class GatewayConfig(_Model):
     """
 
     working_directory: Path
-    plugins: dict[str, PluginEntry] = Field(default_factory=dict)
-    routes: dict[str, list[RouteRule]] = Field(default_factory=dict)
-    state_store: StateStoreConfig = Field(default_factory=StateStoreConfig)
+    plugins: dict[str, PluginEntry] = field(default_factory=dict)
+    routes: dict[str, list[RouteRule]] = field(default_factory=dict)
+    state_store: StateStoreConfig = field(default_factory=StateStoreConfig)
     state_store_explicit: bool = False
-    retry: RetryConfig = Field(default_factory=RetryConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
     source: Path | None = None
 
     def effective_state_store(self, *, serve: bool) -> StateStoreConfig:
@@ -202,6 +465,13 @@ class GatewayConfig(_Model):
             return self.state_store
         db = self.working_directory / ".stepflow-gateway" / "state.db"
         return StateStoreConfig(type="sqlite", database_url=f"sqlite:{db}?mode=rwc")
+
+
+_BY_NAME: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (ConstantBackoff, ExponentialBackoff, FibonacciBackoff, RetryConfig, StateStoreConfig,
+                PluginEntry, Condition, RouteRule, GatewayConfig)
+}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,18 +21,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import structlog
 
 from ..errors import GatewayError, RoutingError
 from ..flow.expr import EvalScope, Failed, Pending, Skipped, is_truthy
 from ..flow.model import Flow, Step
+from ..logging import get_logger
 from ..plugins.base import ExecutionContext
 from .inputs import InputChecker, resolve_variables
 from .result import FlowResult, ResultError
 
 __all__ = ["Dispatch", "Plan", "RunExecution", "StepEvent"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # step states
 NEW, DEMANDED, WAITING, RUNNING, DONE = 0, 1, 2, 3, 4

@@ -21,9 +21,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from ..engine.result import FlowResult
 from ..types import JsonValue
@@ -39,10 +37,30 @@ __all__ = [
 ]
 
 
-class PluginConfig(BaseModel):
-    """Base for plugin config models. Unknown keys are kept in ``model_extra`` (for warnings)."""
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    class PluginConfig(BaseModel):
+        """Base for plugin config models. Unknown keys are kept in ``model_extra`` (for warnings)."""
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        # ``PluginConfig`` is a pydantic model, and pydantic costs ~50 ms to import: it is built on
+        # first access, so that a run whose plugins need no config model never loads pydantic.
+        if name == "PluginConfig":
+            from pydantic import BaseModel, ConfigDict
+
+            class PluginConfig(BaseModel):
+                """Base for plugin config models. Unknown keys are kept in ``model_extra`` (for warnings)."""
+
+                model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+            PluginConfig.__module__ = __name__
+            PluginConfig.__qualname__ = "PluginConfig"
+            globals()["PluginConfig"] = PluginConfig
+            return PluginConfig
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(slots=True)

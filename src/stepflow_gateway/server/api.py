@@ -189,6 +189,7 @@ async def delete_flow(request: Request) -> Response:
     if active or await rt.gw.store.runs_of_flow_active(flow_id):
         raise ApiError(409, f"Workflow '{flow_id}' has active runs and cannot be deleted")
     await rt.gw.store.delete_blob(flow_id)
+    rt.gw.forget_flow(flow_id)
     if rt.catalogue is not None:
         await rt.catalogue.remove(flow_id)
     return Response(status_code=200)
@@ -199,24 +200,45 @@ async def create_run(request: Request) -> Response:
     rt = _rt(request)
     body = await parse_body(request, CreateRunRequest, rt.settings.max_body_bytes)
     flow = await _load_flow(rt, body.flow_id)
-    started = await rt.start_run(
+    out = await run_response(
+        rt,
         flow,
         body.input,
+        body.wait,
         variables=body.variables,
         overrides=body.overrides,
         max_concurrency=body.max_concurrency,
     )
+    return JSONResponse(out)
+
+
+async def run_response(
+    rt: ServerRuntime,
+    flow: Any,
+    inputs: list[Any],
+    wait: bool,
+    *,
+    variables: dict[str, Any] | None = None,
+    overrides: Any = None,
+    max_concurrency: int | None = None,
+) -> dict[str, Any]:
+    """Start a run (and wait for it unless ``wait`` is false); the ``POST /runs`` answer.
+
+    Shared by the handler above and the raw fast path (``fastpath.py``)."""
+    started = await rt.start_run(
+        flow, inputs, variables=variables, overrides=overrides, max_concurrency=max_concurrency
+    )
     if isinstance(started, RunRecord):
         rec, results = started, [i.result for i in started.items]
     else:
-        if body.wait:
+        if wait:
             await rt.wait_done(started)
         rec, results = started.record, started.results
     out: dict[str, Any] = {"runId": rec.run_id, "itemCount": len(rec.inputs)}
     if results is not None and len(results) == 1 and results[0] is not None:
         out["result"] = results[0].to_json()
     out["status"] = rec.status
-    return JSONResponse(out)
+    return out
 
 
 async def list_runs(request: Request) -> Response:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hmac
 import json
 
-import structlog
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["ApiKeyMiddleware"]
+from ..logging import get_logger
 
-log = structlog.get_logger(__name__)
+__all__ = ["ApiKeyMiddleware", "key_allowed"]
+
+log = get_logger(__name__)
 
 OPEN_PATHS = frozenset({"/api/v1/health"})
 """Paths reachable without the key: load balancers and readiness probes poll health."""
@@ -52,18 +53,22 @@ class ApiKeyMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     def _allowed(self, scope: Scope) -> bool:
-        method = scope.get("method", "GET")
-        if method == "OPTIONS" or scope.get("path", "") in OPEN_PATHS:
-            return True
         assert self._key is not None
-        presented: bytes | None = None
-        for name, value in scope.get("headers", ()):
-            if name == b"authorization":
-                scheme, _, token = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    presented = token.strip()
-            elif name == b"x-api-key":
-                presented = value.strip()
-            if presented is not None and hmac.compare_digest(presented, self._key):
-                return True
-        return False
+        return key_allowed(scope, self._key)
+
+
+def key_allowed(scope: Scope, key: bytes) -> bool:
+    """Whether an HTTP request may pass: an open path, a CORS preflight, or the right key presented."""
+    if scope.get("method", "GET") == "OPTIONS" or scope.get("path", "") in OPEN_PATHS:
+        return True
+    presented: bytes | None = None
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                presented = token.strip()
+        elif name == b"x-api-key":
+            presented = value.strip()
+        if presented is not None and hmac.compare_digest(presented, key):
+            return True
+    return False

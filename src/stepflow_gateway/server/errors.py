@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,10 +28,11 @@ from ..errors import (
     RunNotFound,
     StateStoreError,
 )
+from ..logging import get_logger
 
 __all__ = ["EXCEPTION_HANDLERS", "ApiError", "error_body", "error_response", "status_for"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class ApiError(Exception):

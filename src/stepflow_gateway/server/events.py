@@ -153,7 +153,7 @@ async def _stream_live(rt: ServerRuntime, handle: RunHandle) -> AsyncIterator[by
 
     # snapshot + subscribe with no await in between: nothing is missed or doubled
     initial = _snapshot(handle)
-    handle.subscribers.append(on_event)
+    handle.subscribe(on_event)
     try:
         for chunk in initial:
             yield chunk
@@ -187,10 +187,7 @@ async def _stream_live(rt: ServerRuntime, handle: RunHandle) -> AsyncIterator[by
             await handle.done.wait()
         yield _run_event(RunView(handle.record, handle))
     finally:
-        try:
-            handle.subscribers.remove(on_event)
-        except ValueError:
-            pass
+        handle.unsubscribe(on_event)
         send.close()
         receive.close()
 

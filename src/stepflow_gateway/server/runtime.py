@@ -16,20 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import structlog
 
 from .. import __version__
+from ..engine.inputs import validate_variables
 from ..engine.result import FlowResult
 from ..errors import RunNotFound
 from ..flow.model import Flow
 from ..gateway import Gateway, RunHandle, now_iso
 from ..ids import new_run_id
+from ..logging import get_logger
 from ..state.base import ItemRecord, RunRecord
 from .schemas import item_status
 
 __all__ = ["GuardedTaskGroup", "ServerRuntime", "ServerSettings"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 """16 MiB: far above any flow or batch we have seen, small enough that one request cannot exhaust memory."""
@@ -138,9 +139,7 @@ class ServerRuntime:
         Invalid variables fail every item with code 400 without running anything
         (rest-api.md §2.5); the run is still recorded so it can be read back.
         """
-        from ..engine.inputs import validate_variables
-
-        problem = validate_variables(flow.variables_schema, variables)
+        problem = validate_variables(flow.variables_schema, variables) if variables else None
         if problem is not None:
             return await self._record_rejected(
                 flow, inputs, FlowResult.failed(400, problem), variables, overrides

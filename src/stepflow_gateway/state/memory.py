@@ -20,15 +20,14 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import structlog
-
 from ..errors import RunNotFound, StateStoreError
+from ..logging import get_logger
 from ..types import JsonValue
 from .base import ItemRecord, RunFilter, RunRecord, StepRecord
 
 __all__ = ["DEFAULT_MAX_BLOB_BYTES", "DEFAULT_MAX_FINISHED_RUNS", "MemoryStore"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_MAX_FINISHED_RUNS = 10_000
 DEFAULT_MAX_BLOB_BYTES = 256 * 1024 * 1024
@@ -118,6 +117,15 @@ class _RunEntry:
     record: RunRecord
     depth: int
     steps: dict[tuple[int, int], StepRecord] = field(default_factory=dict)
+    pending: Any = None
+    """Steps handed to ``complete_run`` as a lazy sequence (``gateway.StepLog``), merged on first read."""
+
+    def step_map(self) -> dict[tuple[int, int], StepRecord]:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            for step in pending:
+                self.steps[(step.item_index, step.step_index)] = step
+        return self.steps
 
 
 @dataclass(slots=True)
@@ -256,8 +264,16 @@ class MemoryStore:
         record.status = status
         record.completed_at = completed_at
         record.items = merge_completion(record.items, status, completed_at, items)
-        for step in steps:
-            entry.steps[(step.item_index, step.step_index)] = replace(step)
+        if isinstance(steps, list):
+            step_map = entry.step_map()
+            for step in steps:
+                step_map[(step.item_index, step.step_index)] = replace(step)
+        elif entry.pending is None and not entry.steps:
+            entry.pending = steps  # a lazy sequence whose records are fresh: read it when asked
+        else:
+            step_map = entry.step_map()
+            for step in steps:
+                step_map[(step.item_index, step.step_index)] = replace(step)
         if status != "running":
             self._mark_finished(run_id)
 
@@ -310,7 +326,8 @@ class MemoryStore:
         entry = self._runs.get(run_id)
         if entry is None:
             return []
-        return [replace(entry.steps[key]) for key in sorted(entry.steps)]
+        steps = entry.step_map()
+        return [replace(steps[key]) for key in sorted(steps)]
 
     async def delete_run(self, run_id: str) -> bool:
         entry = self._runs.pop(run_id, None)

@@ -25,17 +25,17 @@ from urllib.parse import parse_qs, quote
 
 import anyio
 import anyio.to_thread
-import structlog
 
 from ..engine.result import FlowResult
 from ..errors import RunNotFound, StateStoreError
+from ..logging import get_logger
 from ..types import JsonValue
 from .base import ItemRecord, RunFilter, RunRecord, StepRecord
 from .memory import check_paging, dumps_json, merge_completion, prepare_new_run
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "SqliteTarget", "parse_database_url"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SCHEMA_VERSION = 1
 Mode = Literal["ro", "rw", "rwc", "memory"]

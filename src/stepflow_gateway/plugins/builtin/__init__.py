@@ -3,6 +3,20 @@
 group; ``plugin`` holds the dispatch, ``schemas`` the component info, ``_errors`` the error stacks.
 """
 
-from .plugin import BuiltinPlugin, BuiltinPluginConfig
+from typing import TYPE_CHECKING, Any
+
+from .plugin import BuiltinPlugin
+
+if TYPE_CHECKING:
+    from .plugin import BuiltinPluginConfig
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "BuiltinPluginConfig":  # a pydantic model: built on first access
+            from . import plugin
+
+            return plugin.BuiltinPluginConfig
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["BuiltinPlugin", "BuiltinPluginConfig"]

@@ -13,9 +13,9 @@ import os
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 
 from ...engine.result import FlowResult
+from ...logging import get_logger
 from ._errors import builtin_error, describe, expect_object, invalid_input, optional_int, optional_str
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MODEL", "OpenAIClient"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-3.5-turbo"

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...engine.result import FlowResult
 from ...errors import UnknownComponentError
 from ...types import JsonValue
-from ..base import ComponentInfo, ExecutionContext, PluginConfig, PluginContext
+from ..base import ComponentInfo, ExecutionContext, PluginContext
 from .blobs import get_blob, put_blob
 from .load_file import load_file
 from .messages import create_messages
@@ -36,22 +36,63 @@ _RUNTIME_HANDLERS: dict[str, _Handler] = {
 """Builtins that only need the execution context (its ``runtime``)."""
 
 
-class BuiltinPluginConfig(PluginConfig):
-    """``type: builtin`` has no other keys (config.md §2.2); extras are only warned about."""
+if TYPE_CHECKING:
+    from ..base import PluginConfig
+
+    class BuiltinPluginConfig(PluginConfig):
+        """``type: builtin`` has no other keys (config.md §2.2); extras are only warned about."""
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "BuiltinPluginConfig":
+            return _config_model()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _config_model() -> type[BuiltinPluginConfig]:
+    """``BuiltinPluginConfig``, built on first use: it is a pydantic model (pydantic costs ~50 ms to
+    import) and a ``type: builtin`` entry without keys never needs it."""
+    cls = globals().get("BuiltinPluginConfig")
+    if cls is None:
+        from ..base import PluginConfig
+
+        class BuiltinPluginConfig(PluginConfig):  # type: ignore[no-redef]
+            """``type: builtin`` has no other keys (config.md §2.2); extras are only warned about."""
+
+        BuiltinPluginConfig.__module__ = __name__
+        globals()["BuiltinPluginConfig"] = cls = BuiltinPluginConfig
+    return cls  # type: ignore[no-any-return]
+
+
+class _LazyConfigModel:
+    """The ``config_model`` class attribute, resolved (and pydantic imported) on first access."""
+
+    def __get__(self, obj: object, owner: type | None = None) -> type[BuiltinPluginConfig]:
+        return _config_model()
 
 
 class BuiltinPlugin:
     """The eight builtin components under their plugin-local names (``/eval``, ``/map``, ...)."""
 
-    config_model: ClassVar[type[PluginConfig]] = BuiltinPluginConfig
+    config_model: ClassVar[type[PluginConfig]] = _LazyConfigModel()  # type: ignore[assignment]
+    config_optional: ClassVar[bool] = True
+    """Without options the registry passes ``config=None`` instead of validating an empty mapping."""
 
-    __slots__ = ("name", "config", "_working_directory", "_openai")
+    __slots__ = ("name", "_config", "_working_directory", "_openai")
 
     def __init__(self, name: str, config: BuiltinPluginConfig | None = None) -> None:
         self.name = name
-        self.config = config if config is not None else BuiltinPluginConfig()
+        self._config = config
         self._working_directory = Path.cwd()
         self._openai = OpenAIClient()
+
+    @property
+    def config(self) -> BuiltinPluginConfig:
+        """The validated config (an empty ``BuiltinPluginConfig`` when none was given)."""
+        if self._config is None:
+            self._config = _config_model()()
+        return self._config
 
     async def start(self, ctx: PluginContext) -> None:
         """Remember the working directory that relative ``/load_file`` paths are joined onto."""

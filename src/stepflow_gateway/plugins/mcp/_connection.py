@@ -31,6 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from ._stderr import StderrPump
+from ._stdio import open_stdio
 from .config import McpPluginConfig
 
 __all__ = ["BASE_ENV_KEYS", "Connection", "child_env", "open_connection", "resolve_command"]
@@ -146,6 +147,17 @@ async def _says_session(response: httpx2.Response) -> bool:
     return b"session" in body.lower()
 
 
+def _on_asyncio() -> bool:
+    """Whether an asyncio loop runs this task (our stdio transport is asyncio only)."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
 def child_env(environ: Any, configured: dict[str, str]) -> dict[str, str]:
     """The stdio child's environment: the minimal base from ``environ``, then ``configured``."""
     env = {k: environ[k] for k in BASE_ENV_KEYS if k in environ and not str(environ[k]).startswith("()")}
@@ -213,7 +225,10 @@ async def open_connection(
             # Our copy of the pipe's write end is closed when the connection ends; the reader
             # thread then stops once the child (and anything it spawned) has exited too.
             stack.callback(pump.close)
-            transport = stdio_client(params, errlog=pump.writer)
+            if _on_asyncio():
+                transport = open_stdio(params, pump.writer)
+            else:
+                transport = stdio_client(params, errlog=pump.writer)
         elif config.transport == "http":
             assert config.url is not None
             http_client = create_mcp_http_client(

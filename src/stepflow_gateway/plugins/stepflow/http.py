@@ -9,9 +9,12 @@ delivery ``TransportClosed``, and the deadline ``CallTimeout``.
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import uuid
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import anyio
 import structlog
@@ -22,6 +25,7 @@ from ...protocol.jsonrpc import RpcError, request_message
 from ..base import ExecutionContext
 from .callbacks import CallbackHandler
 from .config import HealthCheckConfig
+from .http11 import Http11Conn, Http11Pool, HttpBroken, HttpConnectError
 from .stdio import Child
 
 if TYPE_CHECKING:
@@ -75,6 +79,17 @@ class HttpChannel:
         self.headers = {**_HEADERS, **(headers or {})}
         self._prefix = uuid.uuid4().hex[:12] + "-"
         self._ids = itertools.count(1)
+        self._pool: Http11Pool | None = None
+        self._head = b""
+        fast = _fast_target(url, self.headers)
+        if fast is not None:
+            host, port, self._head = fast
+            self._pool = Http11Pool(host, port)
+
+    def close(self) -> None:
+        """Close the kept-alive connections of the fast path (the httpx2 client is the plugin's)."""
+        if self._pool is not None:
+            self._pool.close()
 
     async def request(
         self,
@@ -92,17 +107,19 @@ class HttpChannel:
             TransportClosed: the exchange broke after delivery.
             CallTimeout: no final answer within ``timeout`` seconds.
         """
-        import httpx2
-
         request_id = self._prefix + str(next(self._ids))
         body = dumps(request_message(request_id, method, params))
+        if self._pool is not None:
+            return await self._request_fast(method, body, request_id, timeout, ctx)
+        import httpx2
+
         try:
             with anyio.fail_after(timeout):
                 async with self.client.stream("POST", self.url, content=body, headers=self.headers) as resp:
                     ctype = resp.headers.get("content-type", "")
                     if resp.status_code < 300 and ctype.startswith("text/event-stream"):
                         instance = resp.headers.get(INSTANCE_HEADER)
-                        return await self._read_sse(resp, request_id, instance, ctx)
+                        return await self._read_sse(resp.aiter_bytes(), request_id, instance, ctx)
                     data = await resp.aread()
                     return self._read_plain(resp.status_code, data, request_id)
         except TimeoutError:
@@ -113,6 +130,41 @@ class HttpChannel:
             raise TransportClosed(
                 f"HTTP exchange with {self.url} failed: {exc!r}", plugin=self.plugin
             ) from exc
+
+    async def _request_fast(
+        self,
+        method: str,
+        body: bytes,
+        request_id: str,
+        timeout: float | None,  # noqa: ASYNC109
+        ctx: ExecutionContext | None,
+    ) -> Any:
+        """``request`` on the lean HTTP/1.1 client (``http11.py``): one write, parsed in the protocol."""
+        assert self._pool is not None
+        pool = self._pool
+        request = self._head + str(len(body)).encode() + b"\r\n\r\n" + body
+        try:
+            with anyio.fail_after(timeout):
+                conn = await pool.send(request)
+                complete = False
+                try:
+                    headers = conn.headers
+                    if conn.status < 300 and headers.get("content-type", "").startswith("text/event-stream"):
+                        instance = headers.get(INSTANCE_HEADER.lower())
+                        result = await self._read_sse(_conn_bytes(conn), request_id, instance, ctx)
+                        complete = conn.complete
+                        return result
+                    data = await conn.read_all()
+                    complete = True
+                    return self._read_plain(conn.status, data, request_id)
+                finally:
+                    pool.release(conn, complete)
+        except TimeoutError:
+            raise CallTimeout(f"no response to {method} within {timeout:g} s", plugin=self.plugin) from None
+        except HttpConnectError as exc:
+            raise ConnectError(f"cannot connect to {self.url}: {exc}", plugin=self.plugin) from exc
+        except HttpBroken as exc:
+            raise TransportClosed(f"HTTP exchange with {self.url} failed: {exc}", plugin=self.plugin) from exc
 
     def _read_plain(self, status: int, data: bytes, request_id: str) -> Any:
         try:
@@ -132,7 +184,11 @@ class HttpChannel:
         raise TransportError(f"unexpected HTTP {status} response from {self.url}: {text}", plugin=self.plugin)
 
     async def _read_sse(
-        self, resp: httpx2.Response, request_id: str, instance: str | None, ctx: ExecutionContext | None
+        self,
+        chunks: AsyncIterator[bytes],
+        request_id: str,
+        instance: str | None,
+        ctx: ExecutionContext | None,
     ) -> Any:
         headers = dict(self.headers)
         if instance:
@@ -141,7 +197,7 @@ class HttpChannel:
         failure: BaseException | None = None
         async with anyio.create_task_group() as tg:
             try:
-                async for data in _sse_data(resp):
+                async for data in _sse_data(chunks):
                     try:
                         msg = loads(data)
                     except ValueError:
@@ -220,10 +276,37 @@ class HttpChannel:
             )
 
 
-async def _sse_data(resp: httpx2.Response) -> Any:
+async def _conn_bytes(conn: Http11Conn) -> AsyncIterator[bytes]:
+    while (piece := await conn.read_some()) is not None:
+        yield piece
+
+
+async def _sse_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
+    """Lines of a byte stream (``\\r\\n``, ``\\n`` or ``\\r``), without their ends."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    pending = ""
+    async for chunk in chunks:
+        pending += decoder.decode(chunk)
+        if not pending:
+            continue
+        lines = pending.splitlines(keepends=True)
+        last = lines[-1]
+        # A last line without its end (or ending in a lone \r that a \n may follow) waits for more.
+        if last.endswith("\n"):
+            pending = ""
+        else:
+            pending = lines.pop()
+        for line in lines:
+            yield line.rstrip("\r\n")
+    pending += decoder.decode(b"", final=True)
+    for line in pending.splitlines():
+        yield line
+
+
+async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[str]:
     """The ``data`` of each SSE event (multi-line data joined with ``\\n``; other fields ignored)."""
     data: list[str] = []
-    async for line in resp.aiter_lines():
+    async for line in _sse_lines(chunks):
         if line == "":
             if data:
                 yield "\n".join(data)
@@ -238,6 +321,29 @@ async def _sse_data(resp: httpx2.Response) -> Any:
             data.append(value)
     if data:
         yield "\n".join(data)
+
+
+def _fast_target(url: str, headers: dict[str, str]) -> tuple[str, int, bytes] | None:
+    """``(host, port, request head up to "Content-Length: ")`` for a plain ``http://`` URL whose
+    headers are single-line ASCII; ``None`` means: use httpx2."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname or parts.username or parts.password:
+            return None
+        port = parts.port or 80
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}"]
+        for name, value in headers.items():
+            if name.lower() in ("host", "content-length", "transfer-encoding", "connection"):
+                return None
+            if any(c in name + value for c in "\r\n\0"):
+                return None
+            lines.append(f"{name}: {value}")
+        head = ("\r\n".join(lines) + "\r\nContent-Length: ").encode("ascii")
+    except (ValueError, UnicodeEncodeError):
+        return None
+    host = parts.hostname
+    return host, port, head
 
 
 async def read_port(child: Child, plugin: str, timeout: float = PORT_LINE_TIMEOUT) -> int:  # noqa: ASYNC109

@@ -526,12 +526,18 @@ class StepflowPlugin:
                 tg.start_soon(drain_stdout, child, self.name)
                 await wait_healthy(self._http, base_url, self.config.health_check, child, self.name)
 
-            await self._run_incarnation(generation, task_status, child, channel, listener, after_port)
+            try:
+                await self._run_incarnation(generation, task_status, child, channel, listener, after_port)
+            finally:
+                channel.close()
 
     async def _serve_remote(self, generation: int, task_status: _Status) -> None:
         assert self.config.url is not None
         channel = self._http_channel(self.config.url)
-        await self._run_incarnation(generation, task_status, None, channel, None)
+        try:
+            await self._run_incarnation(generation, task_status, None, channel, None)
+        finally:
+            channel.close()
 
     def _http_channel(self, url: str) -> HttpChannel:
         assert self._callbacks is not None
