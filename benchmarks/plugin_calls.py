@@ -14,7 +14,7 @@ only: the component servers are not counted). Every call is bounded by ``fail_af
 count and a time limit.
 
     .venv/bin/python benchmarks/plugin_calls.py [--targets python,mcp] [--calls 3000] [--seconds 3]
-        [--concurrency 1,8,32] [--rounds 1] [--profile OUT.prof]
+        [--concurrency 1,8,32] [--rounds 1] [--profile OUT.prof] [--uvloop]
 
 ``--profile`` wraps the measured cells (not the start-up) in cProfile and writes the stats file.
 """
@@ -163,4 +163,6 @@ if __name__ == "__main__":
     p.add_argument("--concurrency", default="1,8,32")
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--profile", default=None, metavar="OUT.prof")
-    anyio.run(main, p.parse_args())
+    p.add_argument("--uvloop", action="store_true", help="run on uvloop (as `serve` does)")
+    ns = p.parse_args()
+    anyio.run(main, ns, backend_options={"use_uvloop": ns.uvloop})

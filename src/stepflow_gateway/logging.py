@@ -8,7 +8,9 @@ structlog costs ~45 ms to import (it pulls in asyncio, pickle, rich...). A built
 ``stepflow-gateway run`` usually logs nothing, so ``get_logger`` returns a small proxy that imports
 and sets up structlog only when an event at an enabled level is actually emitted (or once someone
 else has imported structlog, e.g. an application or a test that configures it itself). Events
-below the configured level are dropped by the proxy without importing anything.
+below the configured level are dropped by the proxy without importing anything. Modules that call
+``structlog`` directly (server, MCP/StepFlow plugins, protocol, SDK) are covered by a one-shot
+import hook: whoever imports structlog first, it is configured (stderr) before anything logs.
 
 stdout may be a JSON-RPC channel or a command's JSON output: every handler writes to stderr.
 """
@@ -101,41 +103,96 @@ def _apply_default() -> None:
         )
 
 
-def _setup() -> None:
-    """Import structlog and apply the pending configuration (or the quiet default)."""
+def _configure_now() -> None:
+    """Apply the pending configuration (or the quiet default) to the loaded structlog, once."""
     global _ready, _pending
+    if _ready:
+        return
+    _ready = True
     pending, _pending = _pending, None
-    if pending is not None and "structlog" not in sys.modules and "rich" not in sys.modules:
-        # The CLI's console renderer formats tracebacks plainly: keep structlog.dev from pulling
-        # in rich (~100 ms) for them. rich stays importable for whoever wants it later.
-        sys.modules["rich"] = None  # type: ignore[assignment]
-        try:
-            import structlog  # noqa: F401
-        finally:
-            del sys.modules["rich"]
     if pending is not None:
         _apply(*pending)
     else:
         _apply_default()
-    _ready = True
+
+
+def _setup() -> None:
+    """Import structlog (the load hook configures it) and make sure it is configured."""
+    if not _ready:
+        import structlog  # noqa: F401
+
+        _configure_now()
+
+
+class _StructlogLoadHook:
+    """Configures structlog right after *anyone* imports it.
+
+    Modules outside this package (and the server, plugin and protocol modules here) call
+    ``structlog.get_logger`` directly; structlog's own default writes to stdout, so the pending
+    configuration (or the quiet default) must be in place before their first event. Installed by
+    ``configure``/``ensure_default`` while structlog is not loaded; removes itself on first use.
+    """
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "structlog":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = None
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find is not None else None
+            if spec is not None:
+                break
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_configure(module: Any) -> None:
+            hide_rich = _pending is not None and "rich" not in sys.modules
+            if hide_rich:
+                # The CLI's console renderer formats tracebacks plainly: keep structlog.dev from
+                # pulling in rich (~100 ms). rich stays importable for whoever wants it later.
+                sys.modules["rich"] = None  # type: ignore[assignment]
+            try:
+                exec_module(module)
+            finally:
+                if hide_rich:
+                    del sys.modules["rich"]
+            _configure_now()
+
+        spec.loader.exec_module = exec_then_configure  # this loader instance serves this import only
+        return spec
+
+
+_hook: _StructlogLoadHook | None = None
+
+
+def _install_hook() -> None:
+    global _hook
+    if _hook is None or _hook not in sys.meta_path:
+        _hook = _StructlogLoadHook()
+        sys.meta_path.insert(0, _hook)
 
 
 def configure(level: str | None = None, *, json: bool | None = None) -> None:
     """Configure structlog and stdlib logging to write to stderr at ``level`` (default: warnings).
 
-    structlog itself is configured now if it is already loaded, else when the first event at an
-    enabled level is emitted.
+    structlog itself is configured now if it is already loaded, else as soon as anything imports
+    it (our loggers import it on the first event at an enabled level).
     """
     global _threshold, _pending, _ready
     lvl = _level_of(level)
     logging.basicConfig(stream=sys.stderr, level=max(lvl, logging.WARNING))
     _threshold = lvl
-    if _ready or "structlog" in sys.modules:
+    if "structlog" in sys.modules:
         _pending = None
         _apply(lvl, json)
         _ready = True
     else:
         _pending = (lvl, json)
+        _ready = False
+        _install_hook()
 
 
 def ensure_default() -> None:
@@ -143,10 +200,13 @@ def ensure_default() -> None:
 
     structlog's own default prints every level to *stdout*, which would corrupt a JSON-RPC channel
     or a command's JSON output. An application that configures structlog itself is left alone.
-    Without structlog loaded this costs nothing: the proxies apply the default on first use.
+    Without structlog loaded this only arms the load hook: the default is applied when it loads.
     """
-    if "structlog" in sys.modules and _pending is None:
-        _apply_default()
+    if "structlog" in sys.modules:
+        if _pending is None:
+            _apply_default()
+    else:
+        _install_hook()
 
 
 class LazyLogger:

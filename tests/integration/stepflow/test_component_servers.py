@@ -12,7 +12,7 @@ import signal
 
 import anyio
 import pytest
-from conftest import DictRuntime, exec_ctx, started_plugin
+from stepflow_support import DictRuntime, exec_ctx, started_plugin
 from servers import KINDS
 
 from stepflow_gateway.errors import ComponentError

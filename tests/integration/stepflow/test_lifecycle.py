@@ -7,7 +7,7 @@ import sys
 
 import anyio
 import pytest
-from conftest import HERE, DictRuntime, exec_ctx, started_plugin
+from stepflow_support import HERE, DictRuntime, exec_ctx, started_plugin
 from servers import SDK_SERVER, sf07_stdio
 
 from stepflow_gateway.errors import ComponentError, PluginStartError
