@@ -79,16 +79,22 @@ async def _run(tree: Path, rel: str) -> tuple[object, list[str]]:
 async def test_class_a(tree: Path, rel: str) -> None:
     summary, lines = await _run(tree, rel)
     assert summary.total > 0, lines
-    assert summary.failed == 0 and summary.execution_errors == 0 and summary.files_errored == 0, "\n".join(lines)
+    assert summary.failed == 0 and summary.execution_errors == 0 and summary.files_errored == 0, "\n".join(
+        lines
+    )
     assert summary.passed == summary.total
 
 
 @pytest.mark.parametrize("rel", CLASS_A_STAR + CLASS_B)
 async def test_class_b(tree: Path, rel: str) -> None:
-    peers.require(peers.sf07_stepflow_py(), why="class-B conformance flows need the stepflow-py 0.7.0 /udf server")
+    peers.require(
+        peers.sf07_stepflow_py(), why="class-B conformance flows need the stepflow-py 0.7.0 /udf server"
+    )
     summary, lines = await _run(tree, rel)
     assert summary.total > 0, lines
-    assert summary.failed == 0 and summary.execution_errors == 0 and summary.files_errored == 0, "\n".join(lines)
+    assert summary.failed == 0 and summary.execution_errors == 0 and summary.files_errored == 0, "\n".join(
+        lines
+    )
     assert summary.passed == summary.total
 
 

@@ -17,7 +17,10 @@ BUILTIN_EXAMPLES = ["hello", "blobs-and-map", "branching"]
 def test_example_runs(name: str) -> None:
     proc = subprocess.run(
         [str(GATEWAY), "run", "--flow", f"examples/{name}.yaml", "--input", f"examples/{name}-input.json"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
@@ -27,7 +30,10 @@ def test_example_runs(name: str) -> None:
 def test_example_cases_pass() -> None:
     proc = subprocess.run(
         [str(GATEWAY), "test", "examples/hello.yaml", "examples/branching.yaml"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Passed: 3" in proc.stdout and "Failed: 0" in proc.stdout

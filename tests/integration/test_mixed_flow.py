@@ -53,14 +53,17 @@ async def test_mixed_flow_failure_names_the_step(env: None) -> None:
 async def test_validate_checks_mcp_literal_inputs_and_unknown_tools(env: None) -> None:
     from stepflow_gateway.flow.load import parse_flow
 
-    flow = parse_flow({
-        "name": "bad", "description": "d",
-        "steps": [
-            {"id": "total", "component": "/everything/get-sum", "input": {"a": "two", "b": 40}},
-            {"id": "nope", "component": "/everything/no-such-tool", "input": {}},
-        ],
-        "output": {"a": {"$step": "total"}, "b": {"$step": "nope"}},
-    }).flow
+    flow = parse_flow(
+        {
+            "name": "bad",
+            "description": "d",
+            "steps": [
+                {"id": "total", "component": "/everything/get-sum", "input": {"a": "two", "b": 40}},
+                {"id": "nope", "component": "/everything/no-such-tool", "input": {}},
+            ],
+            "output": {"a": {"$step": "total"}, "b": {"$step": "nope"}},
+        }
+    ).flow
     with anyio.fail_after(90):
         async with Gateway.from_config(REPO / "config/mixed.yaml") as gw:
             diags = gw.validate(flow)

@@ -12,8 +12,8 @@ import signal
 
 import anyio
 import pytest
-from stepflow_support import DictRuntime, exec_ctx, started_plugin
 from servers import KINDS
+from stepflow_support import DictRuntime, exec_ctx, started_plugin
 
 from stepflow_gateway.errors import ComponentError
 

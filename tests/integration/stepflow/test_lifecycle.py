@@ -7,8 +7,8 @@ import sys
 
 import anyio
 import pytest
-from stepflow_support import HERE, DictRuntime, exec_ctx, started_plugin
 from servers import SDK_SERVER, sf07_stdio
+from stepflow_support import HERE, DictRuntime, exec_ctx, started_plugin
 
 from stepflow_gateway.errors import ComponentError, PluginStartError
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import peers
 import pytest
 
-import peers
 from stepflow_gateway.config.load import parse_config
 from stepflow_gateway.gateway import Gateway
 
@@ -27,8 +27,11 @@ def _flow(on_error: dict | None) -> dict:
     return {
         "name": "udf-errors",
         "steps": [
-            {"id": "code", "component": "/builtin/put_blob",
-             "input": {"blob_type": "data", "data": {"input_schema": {"type": "object"}, "code": CODE}}},
+            {
+                "id": "code",
+                "component": "/builtin/put_blob",
+                "input": {"blob_type": "data", "data": {"input_schema": {"type": "object"}, "code": CODE}},
+            },
             udf,
         ],
         "output": {"$step": "udf"},
@@ -41,9 +44,16 @@ async def test_udf_error_fails_step_and_use_default_recovers(tmp_path: Path) -> 
         {
             "plugins": {
                 "builtin": {"type": "builtin"},
-                "python": {"type": "stepflow", "transport": "stdio", "command": str(peers.sf07_stepflow_py())},
+                "python": {
+                    "type": "stepflow",
+                    "transport": "stdio",
+                    "command": str(peers.sf07_stepflow_py()),
+                },
             },
-            "routes": {"/builtin/{*component}": [{"plugin": "builtin"}], "/python/{*component}": [{"plugin": "python"}]},
+            "routes": {
+                "/builtin/{*component}": [{"plugin": "builtin"}],
+                "/python/{*component}": [{"plugin": "python"}],
+            },
         },
         source=None,
         working_dir=tmp_path,
@@ -52,7 +62,9 @@ async def test_udf_error_fails_step_and_use_default_recovers(tmp_path: Path) -> 
         async with Gateway(cfg) as gw:
             ok = await gw.run(_flow(None), {"boom": False})
             failed = await gw.run(_flow(None), {"boom": True})
-            recovered = await gw.run(_flow({"action": "useDefault", "defaultValue": {"ok": "fallback"}}), {"boom": True})
+            recovered = await gw.run(
+                _flow({"action": "useDefault", "defaultValue": {"ok": "fallback"}}), {"boom": True}
+            )
     assert ok.to_json() == {"outcome": "success", "result": {"ok": True}}
     assert failed.outcome == "failed" and failed.error is not None
     assert failed.error.code == 500 and failed.error.message == 'step "udf" failed'
