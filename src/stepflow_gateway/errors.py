@@ -162,3 +162,25 @@ class RunNotFound(GatewayError):
     """No run with that id."""
 
     code = 404
+
+
+def unwrap_exception_group(exc: BaseException) -> BaseException:
+    """The most useful leaf of an exception group (a ``GatewayError`` if there is one).
+
+    Task groups wrap the one error a user should see ("command not found") in an
+    ``ExceptionGroup``; CLI messages and library callers want the error itself.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves: list[BaseException] = []
+    stack: list[BaseException] = [exc]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(reversed(e.exceptions))
+        else:
+            leaves.append(e)
+    for leaf in leaves:
+        if isinstance(leaf, GatewayError):
+            return leaf
+    return leaves[0] if leaves else exc

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from ..errors import ConfigError, FlowError, GatewayError
+from ..errors import ConfigError, FlowError, GatewayError, unwrap_exception_group
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -18,31 +18,9 @@ def err(message: str) -> None:
     sys.stderr.write(message.rstrip("\n") + "\n")
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    """The first ``GatewayError`` inside (nested) exception groups, else the first leaf, else ``exc``.
-
-    Task groups (plugin start, runs) wrap a single ``ConfigError`` or ``PluginStartError`` in an
-    ``ExceptionGroup``; the user must see that error, not "unhandled errors in a TaskGroup".
-    """
-    if not isinstance(exc, BaseExceptionGroup):
-        return exc
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [exc]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(reversed(e.exceptions))
-        else:
-            leaves.append(e)
-    for leaf in leaves:
-        if isinstance(leaf, GatewayError):
-            return leaf
-    return leaves[0] if leaves else exc
-
-
 def fail(exc: BaseException) -> NoReturn:
     """Print a one-line error for ``exc`` on stderr and exit with the matching code."""
-    exc = _unwrap(exc)
+    exc = unwrap_exception_group(exc)
     if isinstance(exc, (ConfigError, FlowError)):
         err(f"error: {exc}")
         raise typer.Exit(EXIT_INVALID)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..errors import ConfigError, GatewayError, PluginStartError
+from ..errors import ConfigError, GatewayError, PluginStartError, unwrap_exception_group
 from ..logging import get_logger
 from .base import ComponentInfo, Plugin, PluginContext
 
@@ -121,22 +121,6 @@ def _pydantic_message(exc: Any, plugin: str) -> str:
         loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.get("loc", ()))
         parts.append(f"$.plugins.{plugin}{loc}: {err.get('msg')}")
     return "; ".join(parts)
-
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The most useful leaf of an exception group: a GatewayError if there is one."""
-    leaves: list[BaseException] = []
-    stack: list[BaseException] = [group]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, BaseExceptionGroup):
-            stack.extend(reversed(e.exceptions))
-        else:
-            leaves.append(e)
-    for e in leaves:
-        if isinstance(e, GatewayError):
-            return e
-    return leaves[0] if leaves else group
 
 
 class PluginSet:
@@ -284,7 +268,7 @@ class PluginSet:
                 await tg.__aexit__(type(exc), exc, exc.__traceback__)
             except BaseExceptionGroup as group:
                 # The task group wraps the start failure; callers want the error itself.
-                raise _first_error(group) from None
+                raise unwrap_exception_group(group) from None
             raise
         return self
 
