@@ -40,6 +40,9 @@ from .logging import ensure_default as _ensure_logging
 _ensure_logging()
 log = get_logger(__name__)
 
+_RECENT_RUNS = 1024
+"""Finished runs kept readable in memory in run/test mode (where no store keeps them)."""
+
 _PLAN_CACHE_SIZE = 256
 """Plans are cheap to keep and costly to rebuild for big flows; bound the cache anyway."""
 
@@ -170,6 +173,7 @@ class Gateway:
         self._stored_flows: set[str] = set()
         """Flow ids this process has stored; ``forget_flow`` drops one when its blob is deleted."""
         self.live: dict[str, RunHandle] = {}
+        self._recent: dict[str, RunHandle] = {}
         self.task_group: Any = None
 
     # -- construction ------------------------------------------------------------------------
@@ -405,10 +409,14 @@ class Gateway:
         handle.done.set()
 
     def _finished_handles_keep(self, handle: RunHandle) -> None:
-        # In run/test mode nothing persists runs, so nested runs stay readable through ``live``
-        # until the gateway closes; in serve mode the store has them and live entries are dropped.
-        if self.mode == "serve":
-            self.live.pop(handle.run_id, None)
+        # In serve mode the store has finished runs, so live entries are dropped. In run/test mode
+        # nothing persists runs: the most recent finished ones stay readable (``runs/get`` of a
+        # nested run) in a bounded map, so a long-lived embedded gateway does not grow forever.
+        self.live.pop(handle.run_id, None)
+        if self.mode != "serve":
+            self._recent[handle.run_id] = handle
+            while len(self._recent) > _RECENT_RUNS:
+                self._recent.pop(next(iter(self._recent)))
 
     # -- RuntimeAPI ----------------------------------------------------------------------------
     async def put_blob(self, data: Any, blob_type: str = "data") -> str:
@@ -447,7 +455,7 @@ class Gateway:
         return handle.info()
 
     async def get_run(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> RunInfo:
-        handle = self.live.get(run_id)
+        handle = self.live.get(run_id) or self._recent.get(run_id)
         if handle is not None:
             if wait:
                 with anyio.move_on_after(timeout if timeout is not None else 3600):
