@@ -28,17 +28,15 @@ from typing import Any
 import anyio
 import structlog
 from anyio.abc import TaskStatus
-from pydantic import ValidationError
 
 from ..errors import CallTimeout, TransportClosed
 from .framing import CODECS
 from .jsonrpc import (
     CRASH_MESSAGE,
     INTERNAL_ERROR,
-    INVALID_PARAMS,
-    METHOD_NOT_FOUND,
     Handler,
     RpcError,
+    handle_request,
 )
 
 __all__ = ["MAX_FRAME", "FramePeer"]
@@ -204,20 +202,7 @@ class FramePeer(asyncio.Protocol):
             log.debug("notification ignored", peer=self.name, method=method)
 
     async def _serve(self, request_id: Any, method: str, params: Any) -> None:
-        try:
-            if self.handler is None:
-                raise RpcError(METHOD_NOT_FOUND, f"Method not found: '{method}'")
-            result = await self.handler(method, params if params is not None else {})
-            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "result": result}
-        except RpcError as exc:
-            reply = {"jsonrpc": "2.0", "id": request_id, "error": exc.to_json()}
-        except ValidationError:
-            error = RpcError(INVALID_PARAMS, f"Invalid parameters for request {request_id}")
-            reply = {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
-        except Exception as exc:  # the error boundary: never let a handler kill the connection
-            log.exception("request handler failed", peer=self.name, method=method)
-            error = RpcError(INTERNAL_ERROR, f"Internal error: {exc}")
-            reply = {"jsonrpc": "2.0", "id": request_id, "error": error.to_json()}
+        reply = await handle_request(self.handler, request_id, method, params, peer=self.name)
         if self._closed:
             log.debug("reply dropped: connection gone", peer=self.name, method=method)
             return

@@ -114,6 +114,27 @@ class _Pending:
         self.error: BaseException | None = None
 
 
+async def handle_request(
+    handler: Any, request_id: Any, method: str, params: Any, *, peer: str
+) -> dict[str, Any]:
+    """Run ``handler`` for one incoming request and build the reply: the one place where handler
+    exceptions become JSON-RPC errors (shared by ``Peer`` and ``FramePeer``)."""
+    try:
+        if handler is None:
+            raise RpcError(METHOD_NOT_FOUND, f"Method not found: '{method}'")
+        result = await handler(method, params if params is not None else {})
+        return response_message(request_id, result)
+    except RpcError as exc:
+        return error_message(request_id, exc)
+    except ValidationError:
+        return error_message(
+            request_id, RpcError(INVALID_PARAMS, f"Invalid parameters for request {request_id}")
+        )
+    except Exception as exc:  # the error boundary: never let a handler kill the connection
+        log.exception("request handler failed", peer=peer, method=method)
+        return error_message(request_id, RpcError(INTERNAL_ERROR, f"Internal error: {exc}"))
+
+
 class Peer:
     """One JSON-RPC connection, usable in both directions.
 
@@ -202,20 +223,7 @@ class Peer:
                     log.debug("notification ignored", peer=self.name, method=method)
 
     async def _serve(self, request_id: Any, method: str, params: Any) -> None:
-        try:
-            if self._handler is None:
-                raise RpcError(METHOD_NOT_FOUND, f"Method not found: '{method}'")
-            result = await self._handler(method, params if params is not None else {})
-            reply = response_message(request_id, result)
-        except RpcError as exc:
-            reply = error_message(request_id, exc)
-        except ValidationError:
-            reply = error_message(
-                request_id, RpcError(INVALID_PARAMS, f"Invalid parameters for request {request_id}")
-            )
-        except Exception as exc:  # the error boundary: never let a handler kill the connection
-            log.exception("request handler failed", peer=self.name, method=method)
-            reply = error_message(request_id, RpcError(INTERNAL_ERROR, f"Internal error: {exc}"))
+        reply = await handle_request(self._handler, request_id, method, params, peer=self.name)
         try:
             await self.channel.send(reply)
         except GatewayError as exc:  # e.g. the reply is larger than the peer accepts
