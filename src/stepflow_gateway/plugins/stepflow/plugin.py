@@ -426,15 +426,17 @@ class StepflowPlugin:
         await link.notify(Method.INITIALIZED, {})
         return link, fast
 
+    async def _open_fast_listener(self, stack: AsyncExitStack) -> FastListener | None:
+        """The socket offered for the fast transport, or ``None`` when it is switched off."""
+        if not self.config.fast_transport:
+            return None
+        return await stack.enter_async_context(open_fast_listener(self.name))
+
     async def _serve_stdio(self, generation: int, task_status: _Status) -> None:
         argv, env, cwd = self._child_argv_env()
         grace = self.config.shutdown_grace_ms / 1000
         async with AsyncExitStack() as stack:
-            listener = (
-                await stack.enter_async_context(open_fast_listener(self.name))
-                if self.config.fast_transport
-                else None
-            )
+            listener = await self._open_fast_listener(stack)
             child = await stack.enter_async_context(
                 open_child(
                     argv,
@@ -510,11 +512,7 @@ class StepflowPlugin:
         argv, env, cwd = self._child_argv_env()
         grace = self.config.shutdown_grace_ms / 1000
         async with AsyncExitStack() as stack:
-            listener = (
-                await stack.enter_async_context(open_fast_listener(self.name))
-                if self.config.fast_transport
-                else None
-            )
+            listener = await self._open_fast_listener(stack)
             child = await stack.enter_async_context(
                 open_child(argv, env=env, cwd=cwd, plugin=self.name, stdin_pipe=False, grace=grace)
             )
