@@ -132,6 +132,20 @@ def component_failure(step: Step, local: str, exc: BaseException) -> Failed:
     return Failed(ResultError(500, message, {"stack": stack}))
 
 
+def _call_failure(step: Step, local: str, exc: Exception) -> Failed:
+    """A raised component call as a step failure; anything but a ``GatewayError`` is a plugin bug."""
+    if not isinstance(exc, GatewayError):
+        log.exception("plugin raised", step_id=step.id, component=step.component)
+    return component_failure(step, local, exc)
+
+
+def _use_default(step: Step, outcome: Any) -> Any:
+    """``onError: useDefault`` turns a failure of the step's own call into its literal default."""
+    if type(outcome) is Failed and step.on_error.action == "useDefault":
+        return step.on_error.default_value if step.on_error.has_default else None
+    return outcome
+
+
 class RunExecution:
     """The mutable state of one run. ``await execute()`` returns one ``FlowResult`` per item."""
 
@@ -260,16 +274,11 @@ class RunExecution:
                 ctx = self._context(item, step, 1)
                 try:
                     res = inline(local, pre, ctx)
-                except GatewayError as exc:
-                    res = component_failure(step, local, exc)
-                except Exception as exc:  # a plugin bug must not take the run down
-                    log.exception("plugin raised", step_id=step.id, component=step.component)
-                    res = component_failure(step, local, exc)
+                except Exception as exc:  # a plugin bug must not take the run down either
+                    res = _call_failure(step, local, exc)
                 if res is not None:
                     outcome = res if type(res) is Failed else result_to_outcome(res)
-                    if type(outcome) is Failed and step.on_error.action == "useDefault":
-                        outcome = step.on_error.default_value if step.on_error.has_default else None
-                    self._finish(item, w, outcome, work)
+                    self._finish(item, w, _use_default(step, outcome), work)
                     continue
             self._tg.start_soon(self._run_step, item, w, step, plugin, local, pre)
 
@@ -384,11 +393,8 @@ class RunExecution:
                 else:
                     res = await plugin.execute(local, input, ctx)
                 outcome = result_to_outcome(res)
-            except GatewayError as exc:
-                outcome = component_failure(step, local, exc)
             except Exception as exc:
-                log.exception("plugin raised", step_id=step.id, component=step.component)
-                outcome = component_failure(step, local, exc)
+                outcome = _call_failure(step, local, exc)
             if type(outcome) is Failed and policy.action == "retry" and attempt <= policy.max_retries:
                 delay = backoff_seconds(policy.backoff, self.dispatch.default_backoff, attempt)
                 log.info("retrying step", step_id=step.id, attempt=attempt + 1, delay_s=round(delay, 3),
@@ -397,9 +403,7 @@ class RunExecution:
                 attempt += 1
                 continue
             break
-        if type(outcome) is Failed and policy.action == "useDefault":
-            return policy.default_value if policy.has_default else None
-        return outcome
+        return _use_default(step, outcome)
 
     # ---------------------------------------------------------------------------------------
     def step_states(self) -> list[tuple[int, int, Step, str, FlowResult | None, float, float]]:
