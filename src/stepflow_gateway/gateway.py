@@ -12,6 +12,8 @@ callbacks (blobs, nested runs) that components and builtins use.
 from __future__ import annotations
 
 import os
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,15 +45,55 @@ log = get_logger(__name__)
 _RECENT_RUNS = 1024
 """Finished runs kept readable in memory in run/test mode (where no store keeps them)."""
 
+_RECORD_TIMEOUT_S = 5.0
+"""How long recording a run cancelled from outside may take (the store write is shielded)."""
+
 _PLAN_CACHE_SIZE = 256
 """Plans are cheap to keep and costly to rebuild for big flows; bound the cache anyway."""
 
 
+_second_prefix: tuple[int, str] = (-1, "")
+
+
 def now_iso(ts: float | None = None) -> str:
-    """RFC 3339 UTC with microseconds and ``Z``. ``isoformat`` is ~20x cheaper than ``strftime``
-    and this runs once per step record."""
-    dt = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
-    return dt.isoformat(timespec="microseconds")[:-6] + "Z"
+    """RFC 3339 UTC with microseconds and ``Z``. Runs a few times per run: the date and time up to
+    the second are formatted once per second and reused."""
+    global _second_prefix
+    if ts is None:
+        ts = time.time()
+    second = int(ts // 1)
+    micro = int((ts - second) * 1_000_000)
+    cached_second, prefix = _second_prefix
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+        _second_prefix = (second, prefix)
+    return f"{prefix}.{micro:06d}Z"
+
+
+class RunDone:
+    """Whether a run has finished, and a wait for it; the event behind the wait is only made for a
+    waiter that comes before the end (most runs are awaited in the task that runs them)."""
+
+    __slots__ = ("_set", "_event")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: anyio.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        if self._set:
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
 
 
 @dataclass(slots=True)
@@ -62,7 +104,7 @@ class RunHandle:
     flow: Flow
     execution: RunExecution
     record: RunRecord
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: RunDone = field(default_factory=RunDone)
     results: list[FlowResult] | None = None
     subscribers: list[Callable[[StepEvent], None]] = field(default_factory=list)
 
@@ -173,7 +215,7 @@ class Gateway:
         self._stored_flows: set[str] = set()
         """Flow ids this process has stored; ``forget_flow`` drops one when its blob is deleted."""
         self.live: dict[str, RunHandle] = {}
-        self._recent: dict[str, RunHandle] = {}
+        self._recent: OrderedDict[str, RunHandle] = OrderedDict()
         self.task_group: Any = None
 
     # -- construction ------------------------------------------------------------------------
@@ -384,29 +426,43 @@ class Gateway:
         return handle
 
     async def _execute(self, handle: RunHandle) -> None:
+        execution = handle.execution
         try:
-            results = await handle.execution.execute()
+            results = await execution.execute()
         except BaseException:
-            handle.record.status = "cancelled"
+            # The task running the run was cancelled (a waiting request at shutdown): record what
+            # finished and the rest as cancelled, so nothing stays "running" in the store.
+            execution.cancelled = True
+            cancelled = FlowResult.failed(500, "Run was cancelled")
+            results = [i.result if i.result is not None else cancelled for i in execution.items]
+            results += [cancelled] * (len(execution.inputs) - len(results))
+            with anyio.move_on_after(_RECORD_TIMEOUT_S, shield=True):
+                await self._record_end(handle, results)
             handle.done.set()
             self.live.pop(handle.run_id, None)
             raise
+        await self._record_end(handle, results)
+        self._finished_handles_keep(handle)
+        handle.done.set()
+
+    async def _record_end(self, handle: RunHandle, results: list[FlowResult]) -> None:
         handle.results = results
         rec = handle.record
         rec.completed_at = now_iso()
-        if handle.execution.cancelled:
+        cancelled = handle.execution.cancelled
+        if cancelled:
             rec.status = "cancelled"
         else:
             rec.status = "failed" if any(r.outcome == "failed" for r in results) else "completed"
-        items = [ItemRecord(i, _item_status(r, handle.execution.cancelled), r, rec.completed_at)
-                 for i, r in enumerate(results)]
+        items = [ItemRecord(i, _item_status(r, cancelled), r, rec.completed_at) for i, r in enumerate(results)]
         rec.items = items
         if self.mode == "serve" or self.record_steps:
             steps = StepLog(handle.execution)
-            with anyio.CancelScope(shield=True):
+            if getattr(self.store, "suspends", True):
+                with anyio.CancelScope(shield=True):
+                    await self.store.complete_run(rec.run_id, rec.status, rec.completed_at, items, steps)
+            else:  # nothing to shield: the store's coroutines never suspend
                 await self.store.complete_run(rec.run_id, rec.status, rec.completed_at, items, steps)
-        self._finished_handles_keep(handle)
-        handle.done.set()
 
     def _finished_handles_keep(self, handle: RunHandle) -> None:
         # In serve mode the store has finished runs, so live entries are dropped. In run/test mode
@@ -415,8 +471,8 @@ class Gateway:
         self.live.pop(handle.run_id, None)
         if self.mode != "serve":
             self._recent[handle.run_id] = handle
-            while len(self._recent) > _RECENT_RUNS:
-                self._recent.pop(next(iter(self._recent)))
+            if len(self._recent) > _RECENT_RUNS:
+                self._recent.popitem(last=False)
 
     # -- RuntimeAPI ----------------------------------------------------------------------------
     async def put_blob(self, data: Any, blob_type: str = "data") -> str:

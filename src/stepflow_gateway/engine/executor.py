@@ -172,23 +172,31 @@ class RunExecution:
         self.items: list[ItemState] = []
         self.cancelled = False
         self._tg: Any = None
+        self._deferred: list[tuple[Any, ...]] | None = None
         self._scope: anyio.CancelScope | None = None
 
     # ---------------------------------------------------------------------------------------
     async def execute(self) -> list[FlowResult]:
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            self._scope = tg.cancel_scope
-            if self.cancelled:  # cancelled before it started
-                tg.cancel_scope.cancel()
-                return_early = True
-            else:
-                return_early = False
+        if self.cancelled:  # cancelled before it started
             for i, item in enumerate(self.inputs):
-                if return_early:
-                    self.items.append(ItemState(i, item, self.variables, self.plan))
-                    continue
+                self.items.append(ItemState(i, item, self.variables, self.plan))
+        else:
+            # Inline components finish inside this first pass; a task group (and its cancel scope)
+            # is only opened when some step needs I/O. A run of inline steps never yields.
+            deferred: list[tuple[Any, ...]] = []
+            self._deferred = deferred
+            for i, item in enumerate(self.inputs):
                 self._start_item(i, item)
+            self._deferred = None
+            if deferred:
+                async with anyio.create_task_group() as tg:
+                    self._tg = tg
+                    self._scope = tg.cancel_scope
+                    if self.cancelled:
+                        tg.cancel_scope.cancel()
+                    for args in deferred:
+                        tg.start_soon(self._run_step, *args)
+                self._tg = None
         results: list[FlowResult] = []
         for item in self.items:
             if item.result is None:
@@ -280,7 +288,10 @@ class RunExecution:
                     outcome = res if type(res) is Failed else result_to_outcome(res)
                     self._finish(item, w, _use_default(step, outcome), work)
                     continue
-            self._tg.start_soon(self._run_step, item, w, step, plugin, local, pre)
+            if self._tg is not None:
+                self._tg.start_soon(self._run_step, item, w, step, plugin, local, pre)
+            else:
+                self._deferred.append((item, w, step, plugin, local, pre))
 
     def _wait(self, item: ItemState, waiter: int, needs: list[str], work: list[int]) -> None:
         index = self.plan.index

@@ -226,13 +226,11 @@ async def run_response(
 
     Shared by the handler above and the raw fast path (``fastpath.py``)."""
     started = await rt.start_run(
-        flow, inputs, variables=variables, overrides=overrides, max_concurrency=max_concurrency
+        flow, inputs, variables=variables, overrides=overrides, max_concurrency=max_concurrency, wait=wait
     )
     if isinstance(started, RunRecord):
         rec, results = started, [i.result for i in started.items]
     else:
-        if wait:
-            await rt.wait_done(started)
         rec, results = started.record, started.results
     out: dict[str, Any] = {"runId": rec.run_id, "itemCount": len(rec.inputs)}
     if results is not None and len(results) == 1 and results[0] is not None:

@@ -22,7 +22,7 @@ Behaviour is the same as the Starlette route, by construction:
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 from starlette.applications import Starlette
@@ -31,10 +31,11 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ..gateway import now_iso
 from ..logging import get_logger
+from .api import run_response
 from .auth import key_allowed
 from .errors import EXCEPTION_HANDLERS
 
-__all__ = ["GatewayApp"]
+__all__ = ["FastAnswer", "GatewayApp", "answer_headers", "encode_json"]
 
 log = get_logger(__name__)
 
@@ -43,12 +44,15 @@ _HEALTH = "/api/v1/health"
 _SLOW_KEYS = ("variables", "overrides", "maxConcurrency", "max_concurrency")
 """Body keys the fast path leaves to the full handler when they carry a value."""
 
+FastAnswer: TypeAlias = tuple[int, bytes, Any]
+"""``(status, JSON body, extra headers)``."""
+
 _JSON = (b"content-type", b"application/json")
 _VARY = (b"vary", b"Origin")
 _CORS = ((b"access-control-allow-origin", b"*"), (b"access-control-expose-headers", b"mcp-session-id"))
 
 
-def _encode(value: Any) -> bytes:
+def encode_json(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):  # integers past 64 bits, non-string keys
@@ -81,39 +85,50 @@ class GatewayApp(Starlette):
         if scope["type"] == "http":
             path = scope["path"]
             if path == _RUNS:
-                if scope["method"] == "POST" and (self.fast_key is None or key_allowed(scope, self.fast_key)):
+                if self.is_fast_run(scope):
                     await self._create_run(scope, receive, send)
                     return
             elif path == _HEALTH and scope["method"] == "GET" and not scope["query_string"]:
                 rt = getattr(self.state, "runtime", None)
                 if rt is not None:
                     body = {"status": "healthy", "timestamp": now_iso(), "version": rt.settings.version}
-                    await self._answer(scope, send, 200, _encode(body))
+                    await self._answer(scope, send, 200, encode_json(body))
                     return
         await super().__call__(scope, receive, send)
 
+    def is_fast_run(self, scope: Scope) -> bool:
+        """A ``POST /api/v1/runs`` (path already checked) the fast path may take: right method and key."""
+        return scope["method"] == "POST" and (self.fast_key is None or key_allowed(scope, self.fast_key))
+
     @staticmethod
     async def _answer(scope: Scope, send: Send, status: int, body: bytes, extra: Any = ()) -> None:
-        headers = [(b"content-length", str(len(body)).encode()), _JSON, *extra]
-        for name, _value in scope["headers"]:
-            if name == b"origin":
-                headers.extend(_CORS)
-                break
-        headers.append(_VARY)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": answer_headers(scope, body, extra)})
         await send({"type": "http.response.body", "body": body})
 
+    async def full_stack(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request through Starlette (middleware, routing, handlers), bypassing the fast path."""
+        await super().__call__(scope, receive, send)
+
     async def _create_run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        got = await self.fast_create_run(scope, receive)
+        if type(got) is tuple:
+            await self._answer(scope, send, *got)
+        else:
+            await super().__call__(scope, got, send)
+
+    async def fast_create_run(self, scope: Scope, receive: Receive) -> FastAnswer | Receive:
+        """``POST /api/v1/runs`` of the plain shape: ``(status, body, extra headers)`` to answer with,
+        or, for anything else, a ``receive`` replaying the body for the full stack to answer.
+
+        Used by the ASGI fast path above and by the HTTP protocol (``protocol.py``)."""
         rt = getattr(self.state, "runtime", None)
         if rt is None:
-            await super().__call__(scope, receive, send)
-            return
+            return receive
         limit = self.fast_body_limit
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > limit:
-                    await super().__call__(scope, receive, send)
-                    return
+                    return receive
                 break
         chunks: list[bytes] = []
         size = 0
@@ -121,47 +136,40 @@ class GatewayApp(Starlette):
         while more:
             message = await receive()
             if message["type"] != "http.request":  # disconnected: let the full stack see it
-                await super().__call__(scope, _replay(chunks, False, receive), send)
-                return
+                return _replay(chunks, False, receive)
             chunk = message.get("body", b"")
             more = message.get("more_body", False)
             if chunk:
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > limit:
-                    await super().__call__(scope, _replay(chunks, more, receive), send)
-                    return
+                    return _replay(chunks, more, receive)
         raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        flow = None
-        if type(body) is dict:
-            flow_id = body.get("flowId")
-            inputs = body.get("input")
-            wait = body.get("wait", True)
-            if (
-                type(flow_id) is str
-                and type(inputs) is list
-                and type(wait) is bool
-                and all(body.get(k) is None for k in _SLOW_KEYS)
-            ):
-                flow = await rt.gw.get_flow(flow_id)
-        if flow is None:  # anything else: the full handler answers (and words the error)
-            await super().__call__(scope, _replay([raw], False, receive), send)
-            return
-        from .api import run_response
-
+        if type(body) is not dict:
+            return _replay([raw], False, receive)
+        flow_id = body.get("flowId")
+        inputs = body.get("input")
+        wait = body.get("wait", True)
+        if (
+            type(flow_id) is not str
+            or type(inputs) is not list
+            or type(wait) is not bool
+            or (len(body) > 2 and any(body.get(k) is not None for k in _SLOW_KEYS))
+        ):
+            return _replay([raw], False, receive)
         try:
-            out = await run_response(rt, flow, inputs, wait)
-            payload = _encode(out)
+            flow = await rt.gw.get_flow(flow_id)
+            if flow is None:  # the full handler words the 404
+                return _replay([raw], False, receive)
+            return 200, encode_json(await run_response(rt, flow, inputs, wait)), ()
         except Exception as exc:
-            await self._error(scope, receive, send, exc)
-            return
-        await self._answer(scope, send, 200, payload)
+            return await self._error(scope, receive, exc)
 
-    async def _error(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+    async def _error(self, scope: Scope, receive: Receive, exc: Exception) -> FastAnswer:
         """Answer an exception exactly as Starlette's exception middleware would, through the one table."""
         handler = None
         for cls in type(exc).__mro__:
@@ -172,4 +180,15 @@ class GatewayApp(Starlette):
         scope.setdefault("app", self)
         response = await handler(Request(scope, receive), exc)
         extra = [(k, v) for k, v in response.raw_headers if k not in (b"content-length", b"content-type")]
-        await self._answer(scope, send, response.status_code, bytes(response.body), extra)
+        return response.status_code, bytes(response.body), extra
+
+
+def answer_headers(scope: Scope, body: bytes, extra: Any = ()) -> list[tuple[bytes, bytes]]:
+    """The headers of a fast-path answer: length, JSON, ``extra``, and the CORS middleware's."""
+    headers = [(b"content-length", str(len(body)).encode()), _JSON, *extra]
+    for name, _value in scope["headers"]:
+        if name == b"origin":
+            headers.extend(_CORS)
+            break
+    headers.append(_VARY)
+    return headers

@@ -133,8 +133,13 @@ class ServerRuntime:
         overrides: Any = None,
         max_concurrency: int | None = None,
         listener: Callable[[Any], None] | None = None,
+        wait: bool = False,
     ) -> RunHandle | RunRecord:
-        """Start a background run and return its handle, or the finished record of a rejected run.
+        """Start a run and return its handle, or the finished record of a rejected run.
+
+        Without ``wait`` the run goes to the background task group; with it, it runs in the
+        caller's task (no task to spawn) and has finished on return. A caller cancelled while
+        waiting (shutdown past the grace period) cancels the run, which is recorded as cancelled.
 
         Invalid variables fail every item with code 400 without running anything
         (rest-api.md §2.5); the run is still recorded so it can be read back.
@@ -150,7 +155,7 @@ class ServerRuntime:
             variables=variables,
             overrides=overrides,
             max_concurrency=max_concurrency,
-            wait=False,
+            wait=wait,
             listener=listener,
         )
 
@@ -186,10 +191,6 @@ class ServerRuntime:
         if rec is None:
             raise RunNotFound(f"Execution '{run_id}' not found")
         return RunView(rec)
-
-    async def wait_done(self, handle: RunHandle) -> None:
-        """Wait for a run; if the waiter is cancelled (client gone, shutdown) the run continues."""
-        await handle.done.wait()
 
     async def recover_interrupted(self) -> int:
         """Mark runs left ``running`` by a previous process (crash, kill -9) as ``cancelled``."""

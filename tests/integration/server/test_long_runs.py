@@ -7,8 +7,11 @@ the test directory so the test can prove, by its path, that no child process out
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -196,12 +199,34 @@ async def test_graceful_shutdown_finishes_or_cancels(start_server, tmp_path: Pat
         "runId"
     ]
     wait_steps_running(server, long, 1)
-    c.close()
+    # A run whose request waits for it runs in that request's task: at the end of the grace period
+    # the task is cancelled, and the run must still be recorded (not left "running").
+    def post_and_wait() -> None:
+        with contextlib.suppress(httpx2.HTTPError):  # the server goes away while the request waits
+            c.post("/runs", json={"flowId": fid, "input": [{"ms": 120000, "tag": "w"}]})
+
+    waiting = threading.Thread(target=post_and_wait, daemon=True)
+    waiting.start()
+    deadline = time.monotonic() + 30
+    others: list[str] = []
+    while not others and time.monotonic() < deadline:
+        runs = httpx2.get(f"{server.api}/runs", timeout=10).json()["runs"]
+        others = [r["runId"] for r in runs if r["runId"] not in (short, long)]
+        time.sleep(0.05)
+    assert len(others) == 1, runs
+    waited = others[0]
+    wait_steps_running(server, waited, 1)
 
     t0 = time.monotonic()
     assert server.stop() == 0
     assert time.monotonic() - t0 < 20, "shutdown must be bounded by the grace period"
     assert processes_mentioning(str(tmp_path / "echo_worker.py")) == []
+    waiting.join(timeout=10)
+    c.close()
+    # read the SQLite file the stopped server left: every run ended, none still "running"
+    with sqlite3.connect(tmp_path / ".stepflow-gateway" / "state.db") as db:
+        status = dict(db.execute("SELECT run_id, status FROM runs").fetchall())
+    assert status == {short: "completed", long: "cancelled", waited: "cancelled"}, status
 
     again = start_server(worker_config(tmp_path))
     with httpx2.Client(base_url=again.api, timeout=30) as c:
