@@ -181,22 +181,31 @@ class RunExecution:
             for i, item in enumerate(self.inputs):
                 self.items.append(ItemState(i, item, self.variables, self.plan))
         else:
-            # Inline components finish inside this first pass; a task group (and its cancel scope)
-            # is only opened when some step needs I/O. A run of inline steps never yields.
+            # Inline components finish inside this first pass. Steps that need I/O are deferred:
+            # one at a time they are awaited right here (a chain of calls needs no task), and
+            # when several are ready together they run in a task group. Only the cancel scope is
+            # opened for every run that does I/O.
             deferred: list[tuple[Any, ...]] = []
             self._deferred = deferred
             for i, item in enumerate(self.inputs):
                 self._start_item(i, item)
-            self._deferred = None
             if deferred:
-                async with anyio.create_task_group() as tg:
-                    self._tg = tg
-                    self._scope = tg.cancel_scope
+                with anyio.CancelScope() as scope:
+                    self._scope = scope
                     if self.cancelled:
-                        tg.cancel_scope.cancel()
-                    for args in deferred:
-                        tg.start_soon(self._run_step, *args)
-                self._tg = None
+                        scope.cancel()
+                    while deferred:
+                        if len(deferred) == 1:
+                            await self._run_step(*deferred.pop())
+                            continue
+                        ready = deferred[:]
+                        deferred.clear()
+                        async with anyio.create_task_group() as tg:
+                            self._tg = tg
+                            for args in ready:
+                                tg.start_soon(self._run_step, *args)
+                        self._tg = None
+            self._deferred = None
         results: list[FlowResult] = []
         for item in self.items:
             if item.result is None:

@@ -9,6 +9,8 @@ delivery ``TransportClosed``, and the deadline ``CallTimeout``.
 
 from __future__ import annotations
 
+import asyncio
+
 import codecs
 import itertools
 import uuid
@@ -144,7 +146,8 @@ class HttpChannel:
         pool = self._pool
         request = self._head + str(len(body)).encode() + b"\r\n\r\n" + body
         try:
-            with anyio.fail_after(timeout):
+            # the pool is asyncio's (as is this path): its own timeout is a third of anyio's cost
+            async with asyncio.timeout(timeout):
                 conn = await pool.send(request)
                 complete = False
                 try:
