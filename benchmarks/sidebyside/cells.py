@@ -27,7 +27,7 @@ from pathlib import Path
 import structlog
 
 from . import client, procstat
-from .flows import load_flow
+from .flows import WITH_COMPONENT_SERVER, load_flow
 from .profiles import Profile
 from .pyspy import profiling
 from .results import Results, Value, na
@@ -62,6 +62,7 @@ class _Pool:
     errors: int = 0
     elapsed: float = 0.0
     cpu_s: float = 0.0
+    own_cpu_s: float = 0.0
     sample: str = ""
     timed_out: bool = False
 
@@ -386,12 +387,14 @@ class Bench:
 
     async def _cell(self, flow_name: str, name: str, c: int, body: bytes, pool: _Pool) -> None:
         srv = self.servers[name]
-        cpu0, own0, t0 = procstat.cpu_seconds(srv.pid), _own_cpu(), time.perf_counter()
+        cpu0, srv0 = procstat.cpu_seconds(srv.pid), procstat.process_cpu_seconds(srv.pid)
+        own0, t0 = _own_cpu(), time.perf_counter()
         r = await client.load(
             srv.port, RUN_PATH, body, concurrency=c, count=self.p.cell_count, seconds=self.p.cell_seconds
         )
         wall = time.perf_counter() - t0
         pool.cpu_s += procstat.cpu_seconds(srv.pid) - cpu0
+        pool.own_cpu_s += procstat.process_cpu_seconds(srv.pid) - srv0
         busy = (_own_cpu() - own0) / wall if wall > 0 else 0.0
         if busy > CLIENT_BUSY:
             self.client_busy.append(f"{flow_name} c={c} {name} ({busy:.0%})")
@@ -416,8 +419,13 @@ class Bench:
         p99 = self.res.row(flow_name, "sequential latency p99", "ms", "lower")
         rps = {c: self.res.row(flow_name, f"runs/s c={c}", "runs/s", "higher") for c in self.p.concurrency}
         cpu = self.res.row(flow_name, "server CPU per run (all cells)", "ms", "lower")
+        own = (
+            self.res.row(flow_name, "of which the runtime's own process", "ms", "lower")
+            if flow_name in WITH_COMPONENT_SERVER
+            else None
+        )
         for name in RUNTIMES:
-            total_runs, total_cpu = 0, 0.0
+            total_runs, total_cpu, total_own = 0, 0.0, 0.0
             for c in self.p.concurrency:
                 pool = pools.get((c, name))
                 if pool is None or not pool.latencies:
@@ -445,10 +453,15 @@ class Bench:
                     p99.values[name] = Value(lat[min(n - 1, int(0.99 * n))] * 1e3, f"n={n}")
                 total_runs += len(lat)
                 total_cpu += pool.cpu_s
+                total_own += pool.own_cpu_s
             if total_runs:
                 cpu.values[name] = Value(total_cpu / total_runs * 1e3, f"{total_runs:,} runs")
+                if own is not None:
+                    own.values[name] = Value(total_own / total_runs * 1e3, "component server excluded")
             else:
                 cpu.values[name] = na(skip.get(name, "no successful run"))
+                if own is not None:
+                    own.values[name] = na(skip.get(name, "no successful run"))
         if 1 not in self.p.concurrency:
             self.res.rows.remove(p50)
             self.res.rows.remove(p99)

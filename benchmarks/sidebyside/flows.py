@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ALL_FLOWS", "DEFAULT_FLOWS", "load_flow"]
+__all__ = ["ALL_FLOWS", "DEFAULT_FLOWS", "WITH_COMPONENT_SERVER", "load_flow"]
 
 NOOP = "/create_messages"
 CHAIN_PATH = "$.messages[0].content"
@@ -108,6 +108,10 @@ ALL_FLOWS: dict[str, Callable[[], dict[str, Any]]] = {
     ),
 }
 """Every known flow by name (the sleep flows measure waiting, not overhead: not in the default set)."""
+
+WITH_COMPONENT_SERVER = frozenset({"python-echo", "mcp-echo", "sleep-10ms", "sleep-100ms"})
+"""Flows whose step runs in a component server (a child process): their CPU rows also show the
+runtime's own process alone, so the component server's share is visible."""
 
 DEFAULT_FLOWS = (
     "noop-1",

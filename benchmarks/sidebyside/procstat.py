@@ -50,6 +50,12 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` alone (its component servers and other children excluded)."""
+    f = _stat_fields(pid)
+    return 0.0 if f is None else (int(f[11]) + int(f[12])) * _TICK
+
+
 def cpu_seconds(root: int) -> float:
     """CPU seconds consumed so far by ``root``, its live descendants and its reaped children."""
     ticks = 0
