@@ -3,7 +3,8 @@
 Run as a stdio server: ``python fixture_server.py [dynamic|paged]``.
 
 * ``dynamic`` (an ``MCPServer``): ``add`` (structured int result), ``fail`` (``isError``),
-  ``sleep`` (reports progress, then sleeps), ``add_tool`` (adds a tool and announces
+  ``sleep`` (reports progress, then sleeps; a cancelled sleep writes ``cancelled`` to its
+  marker), ``add_tool`` (adds a tool and announces
   ``list_changed`` in both protocol eras), ``pid`` (the server's process id).
 * ``paged`` (a low-level ``Server``): five tools ``t0``..``t4`` listed two per page, and a
   ``tools/call`` that raises a JSON-RPC error for ``t4``.
@@ -40,7 +41,13 @@ def dynamic() -> MCPServer:
         await ctx.report_progress(1, 2, "half")
         if marker:
             await anyio.Path(marker).write_text("started")  # the request reached the server
-        await anyio.sleep(seconds)
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            if marker:  # the client's notifications/cancelled reached this handler
+                with anyio.CancelScope(shield=True):
+                    await anyio.Path(marker).write_text("cancelled")
+            raise
         return f"slept {seconds}"
 
     @server.tool()

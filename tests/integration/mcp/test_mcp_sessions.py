@@ -28,14 +28,19 @@ from stepflow_gateway.plugins.mcp import McpPlugin, McpPluginConfig
 
 pytestmark = pytest.mark.anyio
 
+MODES = pytest.mark.parametrize("mode", ["auto", "legacy"])
+"""The Python fixture speaks 2026-07-28 in ``auto`` (SDK call path) and 2025-11-25 in ``legacy``
+(the plugin's direct stdio call path): behaviour must not depend on which."""
+
 
 async def _pid(plugin: McpPlugin) -> int:
     result = await plugin.execute("/pid", {}, exec_ctx())
     return int(result.result["result"])
 
 
-async def test_parallel_calls_overlap_on_one_session(tmp_path: Path) -> None:
-    async with running_plugin(fixture_config(), tmp_path) as plugin:
+@MODES
+async def test_parallel_calls_overlap_on_one_session(tmp_path: Path, mode: str) -> None:
+    async with running_plugin(fixture_config(mode=mode), tmp_path) as plugin:
         server_pid = await _pid(plugin)
         results: list[FlowResult] = []
 
@@ -53,8 +58,9 @@ async def test_parallel_calls_overlap_on_one_session(tmp_path: Path) -> None:
         assert await _pid(plugin) == server_pid  # one server, one session
 
 
-async def test_max_concurrency_serialises(tmp_path: Path) -> None:
-    async with running_plugin(fixture_config(maxConcurrency=1), tmp_path) as plugin:
+@MODES
+async def test_max_concurrency_serialises(tmp_path: Path, mode: str) -> None:
+    async with running_plugin(fixture_config(maxConcurrency=1, mode=mode), tmp_path) as plugin:
         started = time.perf_counter()
         with anyio.fail_after(20):
             async with anyio.create_task_group() as tg:
@@ -96,9 +102,10 @@ async def test_timeout_then_same_session_works(tmp_path: Path) -> None:
         assert echoed.result == [{"type": "text", "text": "Echo: next"}]
 
 
-async def test_cancelled_step_cancels_the_request(tmp_path: Path) -> None:
+@MODES
+async def test_cancelled_step_cancels_the_request(tmp_path: Path, mode: str) -> None:
     marker = tmp_path / "started"
-    async with running_plugin(fixture_config(), tmp_path) as plugin:
+    async with running_plugin(fixture_config(mode=mode), tmp_path) as plugin:
         server_pid = await _pid(plugin)
         started = time.perf_counter()
         with anyio.fail_after(10):
@@ -107,6 +114,8 @@ async def test_cancelled_step_cancels_the_request(tmp_path: Path) -> None:
                 await wait_until(marker.exists)
                 tg.cancel_scope.cancel()  # what the engine does when a run is cancelled
         assert time.perf_counter() - started < 5
+        # notifications/cancelled reached the server: its handler was interrupted
+        await wait_until(lambda: marker.read_text() == "cancelled")
         # the session stays usable and the server was not restarted
         assert plugin.connected
         assert await _pid(plugin) == server_pid
@@ -114,13 +123,14 @@ async def test_cancelled_step_cancels_the_request(tmp_path: Path) -> None:
         assert added.result == {"result": 42}
 
 
-async def test_progress_is_logged_with_plugin_and_component(tmp_path: Path) -> None:
+@MODES
+async def test_progress_is_logged_with_plugin_and_component(tmp_path: Path, mode: str) -> None:
     saved = structlog.get_config()
     # Progress is a debug line; whatever logging config an earlier test installed, let it through.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     try:
         with capture_logs() as logs:
-            async with running_plugin(fixture_config(), tmp_path, name="fx") as plugin:
+            async with running_plugin(fixture_config(mode=mode), tmp_path, name="fx") as plugin:
                 done = await plugin.execute("/sleep", {"seconds": 0}, exec_ctx("step-7"))
                 assert done.result == {"result": "slept 0.0"}
                 # progress callbacks run as separate tasks and may land just after the result
@@ -133,8 +143,9 @@ async def test_progress_is_logged_with_plugin_and_component(tmp_path: Path) -> N
     assert (progress["progress"], progress["total"], progress["message"]) == (1, 2, "half")
 
 
-async def test_killed_server_reconnects_on_next_call(tmp_path: Path) -> None:
-    async with running_plugin(fixture_config(), tmp_path) as plugin:
+@MODES
+async def test_killed_server_reconnects_on_next_call(tmp_path: Path, mode: str) -> None:
+    async with running_plugin(fixture_config(mode=mode), tmp_path) as plugin:
         first_pid = await _pid(plugin)
         os.kill(first_pid, signal.SIGKILL)
         await wait_until(lambda: not plugin.connected)
@@ -157,8 +168,9 @@ async def test_real_time_server_killed_between_calls(tmp_path: Path) -> None:
     assert not (child_pids() - before)
 
 
-async def test_in_flight_call_fails_clearly_when_server_dies(tmp_path: Path) -> None:
-    async with running_plugin(fixture_config(), tmp_path) as plugin:
+@MODES
+async def test_in_flight_call_fails_clearly_when_server_dies(tmp_path: Path, mode: str) -> None:
+    async with running_plugin(fixture_config(mode=mode), tmp_path) as plugin:
         server_pid = await _pid(plugin)
         outcome: list[BaseException] = []
 
@@ -176,7 +188,7 @@ async def test_in_flight_call_fails_clearly_when_server_dies(tmp_path: Path) -> 
                 os.kill(server_pid, signal.SIGKILL)
         (error,) = outcome
         assert isinstance(error, ComponentError)
-        assert error.stack[0]["error"].startswith("MCP connection lost: ")
+        assert error.stack[0]["error"] == "MCP connection lost: Connection closed"
         # not retried; the next call gets a fresh server
         assert await _pid(plugin) != server_pid
 
@@ -204,26 +216,35 @@ async def test_unknown_tool_triggers_one_refresh(tmp_path: Path) -> None:
         assert result.result == {"result": "later:1"}
 
 
-async def test_pagination_and_json_rpc_errors(tmp_path: Path) -> None:
-    async with running_plugin(fixture_config("paged"), tmp_path) as plugin:
+@MODES
+async def test_pagination_and_json_rpc_errors(tmp_path: Path, mode: str) -> None:
+    async with running_plugin(fixture_config("paged", mode=mode), tmp_path) as plugin:
         assert [c.name for c in await plugin.list_components()] == ["/t0", "/t1", "/t2", "/t3", "/t4"]
         ok = await plugin.execute("/t3", None, exec_ctx())
         assert ok.result == [{"type": "text", "text": "called t3"}]
         failed = await plugin.execute("/t4", {}, exec_ctx())
+        # The Python SDK server words a handler's exception per protocol era.
+        if mode == "auto":
+            mcp_error = {"code": -32603, "message": "Internal server error"}
+        else:
+            mcp_error = {"code": 0, "message": "t4 is broken"}
         assert failed.to_json() == {
             "outcome": "failed",
             "error": {
                 "code": 500,
                 "message": "Tool 't4' execution failed",
-                "data": {"tool": "t4", "mcpError": {"code": -32603, "message": "Internal server error"}},
+                "data": {"tool": "t4", "mcpError": mcp_error},
             },
         }
 
 
-async def test_structured_and_error_results_from_python_server(tmp_path: Path) -> None:
-    async with running_plugin(fixture_config(), tmp_path) as plugin:
+@MODES
+async def test_structured_and_error_results_from_python_server(tmp_path: Path, mode: str) -> None:
+    async with running_plugin(fixture_config(mode=mode), tmp_path) as plugin:
         components = {c.name: c for c in await plugin.list_components()}
         assert components["/add"].output_schema["properties"]["result"]["type"] == "integer"
+        added = await plugin.execute("/add", {"a": 2, "b": 3}, exec_ctx())  # checked against it
+        assert added.result == {"result": 5}
         failed = await plugin.execute("/fail", {"message": "bad input"}, exec_ctx())
         assert failed.outcome == "failed" and failed.error is not None
         assert failed.error.message == "Tool 'fail' returned an error: Error executing tool fail: bad input"

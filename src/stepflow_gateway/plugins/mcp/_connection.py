@@ -8,6 +8,10 @@ Loss detection: the SDK keeps ``async with Client`` open after the server's stdo
 stream) ends; only the requests fail with ``Connection closed``. We wrap the transport's read
 stream so that its end sets ``Connection.lost``, which the owner task waits on. Transport crashes
 (e.g. an HTTP POST that cannot connect) instead end the ``async with`` with an exception group.
+
+Direct calls: on our own stdio transport (asyncio) and a handshake-era session, the connection
+also carries the transport's :class:`~._direct.DirectCalls` (``Connection.direct``), which the
+plugin uses for ``tools/call`` instead of the SDK's request machinery.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from ._direct import DirectCalls
 from ._stderr import StderrPump
 from ._stdio import open_stdio
 from .config import McpPluginConfig
@@ -63,6 +69,8 @@ class Connection:
     session_expired: bool = False
     """Streamable HTTP: the server rejected our ``Mcp-Session-Id`` (it restarted or expired it),
     so the failed request never ran and may be re-sent on a new session."""
+    direct: DirectCalls | None = None
+    """The direct ``tools/call`` path (stdio, asyncio, handshake era), else ``None``."""
 
     def mark_lost(self, reason: str) -> None:
         if not self.lost.is_set():
@@ -118,9 +126,12 @@ class _WatchedTransport:
     def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
         self._inner = inner
         self._on_end = on_end
+        self.read: Any = None
+        """The transport's own read stream, once entered."""
 
     async def __aenter__(self) -> tuple[Any, Any]:
         read, write = await self._inner.__aenter__()
+        self.read = read
         return _WatchedReadStream(read, self._on_end), write
 
     async def __aexit__(
@@ -251,8 +262,9 @@ async def open_connection(
                 timeout=_HTTP_TIMEOUT_S,
                 sse_read_timeout=_SSE_READ_TIMEOUT_S,
             )
+        watched = _WatchedTransport(transport, on_end)
         client = Client(
-            _WatchedTransport(transport, on_end),
+            watched,
             mode=config.mode,
             message_handler=on_message,
             logging_callback=logging_callback,
@@ -262,10 +274,16 @@ async def open_connection(
         conn = Connection(client)
         holder.append(conn)
         await stack.enter_async_context(client)
+        direct: DirectCalls | None = getattr(watched.read, "direct", None)
+        version = client.protocol_version
+        if direct is not None and version is not None and version not in MODERN_PROTOCOL_VERSIONS:
+            # The session's own result adapter: what its `call_tool` validates results with.
+            conn.direct = direct.enable(version, client.session._call_tool_adapter)
         log.debug(
             "mcp connected",
             plugin=plugin,
             transport=config.transport,
             protocol_version=client.protocol_version,
+            direct_calls=conn.direct is not None,
         )
         yield conn

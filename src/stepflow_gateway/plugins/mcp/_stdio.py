@@ -10,7 +10,10 @@ the server once per message. Here (asyncio ``SubprocessProtocol``):
 * ``send`` serialises and writes straight to the stdin pipe: the first message of a loop tick at
   once, further messages of the same tick joined into one write at its end (32 calls in flight
   become a few writes instead of 32);
-* shutdown is the SDK's: close stdin, wait up to 2 s, SIGTERM the process group, then SIGKILL.
+* shutdown is the SDK's: close stdin, wait up to 2 s, SIGTERM the process group, then SIGKILL;
+* a line carrying one of our own request ids (``_direct.MARKER``) is first offered to the
+  connection's :class:`~._direct.DirectCalls` (the read stream's ``direct``), which consumes the
+  responses and progress of direct ``tools/call`` requests; it writes through ``send_raw``.
 
 Semantics kept from ``stdio_client``: same environment (SDK defaults, then the configured env),
 own session/process group, stderr to ``errlog``; a line that is not a JSON-RPC message is handed to
@@ -38,6 +41,8 @@ from mcp import StdioServerParameters
 from mcp.client.stdio import get_default_environment
 from mcp.shared.message import SessionMessage
 
+from ._direct import MARKER, DirectCalls
+
 __all__ = ["open_stdio"]
 
 log = structlog.get_logger(__name__)
@@ -63,9 +68,12 @@ def _parse(line: bytes) -> SessionMessage | Exception:
 
 
 class _ReadStream:
-    """Parsed stdout messages, in order; ``EndOfStream`` once stdout has ended."""
+    """Parsed stdout messages, in order; ``EndOfStream`` once stdout has ended.
 
-    __slots__ = ("_items", "_waiter", "_eof", "_closed", "_buf", "_pipe", "_paused")
+    Lines that ``direct`` consumes never reach the SDK.
+    """
+
+    __slots__ = ("_items", "_waiter", "_eof", "_closed", "_buf", "_pipe", "_paused", "direct")
 
     def __init__(self) -> None:
         self._items: deque[SessionMessage | Exception] = deque()
@@ -75,6 +83,7 @@ class _ReadStream:
         self._buf = b""
         self._pipe: Any = None
         self._paused = False
+        self.direct: DirectCalls | None = None
 
     def feed(self, data: bytes) -> None:
         if b"\n" not in data:
@@ -83,9 +92,15 @@ class _ReadStream:
         lines = (self._buf + data).split(b"\n") if self._buf else data.split(b"\n")
         self._buf = lines.pop()
         items = self._items
+        queued = len(items)
+        direct = self.direct
         for line in lines:
             if line.strip():
+                if direct is not None and MARKER in line and direct.take(line):
+                    continue
                 items.append(_parse(line))
+        if len(items) == queued:
+            return
         self._wake()
         if len(items) > MAX_QUEUED and self._pipe is not None and not self._paused:
             self._paused = True
@@ -93,9 +108,13 @@ class _ReadStream:
 
     def feed_eof(self) -> None:
         if self._buf.strip():
-            self._items.append(_parse(self._buf))
+            direct = self.direct
+            if direct is None or MARKER not in self._buf or not direct.take(self._buf):
+                self._items.append(_parse(self._buf))
         self._buf = b""
         self._eof = True
+        if self.direct is not None:
+            self.direct.close()
         self._wake()
 
     def _wake(self) -> None:
@@ -161,11 +180,31 @@ class _WriteStream:
         self._drained: asyncio.Future[None] | None = None
 
     async def send(self, item: SessionMessage, /) -> None:
+        await self.send_raw(item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n")
+
+    async def send_raw(self, data: bytes) -> None:
+        """Write one serialised message (ending in a newline), waiting if the pipe is full.
+
+        Raises:
+            anyio.ClosedResourceError: the stream was closed.
+            anyio.BrokenResourceError: the server's stdin is gone.
+        """
         if self._closed:
             raise anyio.ClosedResourceError
         if self._broken or self._pipe.is_closing():
             raise anyio.BrokenResourceError
-        data = item.message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+        self._queue(data)
+        if self._pipe.get_write_buffer_size() > HIGH_WATER:
+            await self._drain()
+
+    def post_raw(self, data: bytes) -> None:
+        """Best-effort write of one serialised message, never waiting (cancel notifications);
+        dropped once the stream is closed or broken, as the SDK drops late notifications."""
+        if not (self._closed or self._broken or self._pipe.is_closing()):
+            self._queue(data)
+
+    def _queue(self, data: bytes) -> None:
+        # The first message of a loop tick goes out at once; later ones are joined at its end.
         pending = self._pending
         if pending is None:
             self._pipe.write(data)
@@ -173,8 +212,6 @@ class _WriteStream:
             self._loop.call_soon(self._flush)
         else:
             pending.append(data)
-        if self._pipe.get_write_buffer_size() > HIGH_WATER:
-            await self._drain()
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, None
@@ -263,6 +300,7 @@ async def open_stdio(
     stdin = transport.get_pipe_transport(0)
     proto.read._pipe = transport.get_pipe_transport(1)
     proto.write = _WriteStream(stdin, loop)  # type: ignore[arg-type]
+    proto.read.direct = DirectCalls(proto.write, loop)
     try:
         yield proto.read, proto.write
     finally:
@@ -273,6 +311,10 @@ async def open_stdio(
 async def _stop(transport: asyncio.SubprocessTransport, proto: _Protocol) -> None:
     """Close stdin, wait, then SIGTERM and SIGKILL the process group (each wait bounded)."""
     assert proto.write is not None
+    if proto.read.direct is not None:
+        # The session above has ended and failed its own requests; fail ours now too rather
+        # than when the server's stdout finally closes.
+        proto.read.direct.close()
     proto.write.close_pipe()
     pid = transport.get_pid()
     for sig, grace in ((None, STDIN_CLOSE_GRACE_S), (signal.SIGTERM, TERM_GRACE_S), (signal.SIGKILL, 2.0)):

@@ -31,6 +31,7 @@ __all__ = [
     "tool_to_component",
     "unknown_component_message",
     "map_call_result",
+    "map_plain_call_result",
 ]
 
 OutputMode = Literal["auto", "structured", "content"]
@@ -117,6 +118,53 @@ def map_call_result(tool_name: str, result: CallToolResult, mode: OutputMode = "
     if len(blocks) == 1 and type(blocks[0]) is TextContent:
         try:
             return FlowResult.success(json.loads(blocks[0].text))
+        except ValueError:
+            pass
+    raise ComponentError(
+        f"Tool '{tool_name}' returned no structured content (the plugin's output is 'structured')"
+    )
+
+
+_PLAIN_KEYS = frozenset(("content", "structuredContent", "isError"))
+
+
+def map_plain_call_result(
+    tool_name: str, raw: dict[str, Any], mode: OutputMode = "auto"
+) -> FlowResult | None:
+    """:func:`map_call_result` straight from a raw ``tools/call`` result, for the plain shape only.
+
+    Plain: keys among ``content``/``structuredContent``/``isError``; ``content`` a list of exact
+    ``{"type": "text", "text": <str>}`` blocks; ``structuredContent`` an object or absent;
+    ``isError`` absent or ``false``. Such a result always passes the SDK's validation, and gives
+    the same step result as :func:`map_call_result` on the validated model. Returns ``None`` for
+    anything else (the caller validates and uses :func:`map_call_result`).
+
+    Raises:
+        ComponentError: ``mode='structured'`` and the tool sent nothing structured.
+    """
+    if not _PLAIN_KEYS.issuperset(raw):
+        return None
+    content = raw.get("content")
+    if type(content) is not list or raw.get("isError", False) is not False:
+        return None
+    structured = raw.get("structuredContent")
+    if structured is not None and type(structured) is not dict:
+        return None
+    blocks: list[dict[str, Any]] = []
+    for block in content:
+        if type(block) is not dict or len(block) != 2 or block.get("type") != "text":
+            return None
+        text = block.get("text")
+        if type(text) is not str:
+            return None
+        blocks.append({"type": "text", "text": text})
+    if structured is not None and mode != "content":
+        return FlowResult.success(structured)
+    if mode != "structured":
+        return FlowResult.success(blocks)  # type: ignore[arg-type]
+    if len(blocks) == 1:
+        try:
+            return FlowResult.success(json.loads(blocks[0]["text"]))
         except ValueError:
             pass
     raise ComponentError(

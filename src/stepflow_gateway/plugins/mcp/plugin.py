@@ -9,7 +9,9 @@ Structure (mcp.md §4):
   with the config's ``retry.backoff``.
 * **Calls** (:meth:`McpPlugin.execute`) run in the callers' tasks and share the published
   session; the SDK multiplexes them. ``maxConcurrency`` caps them with a ``CapacityLimiter``.
-  Cancelling a caller cancels its request (the SDK sends ``notifications/cancelled``).
+  Cancelling a caller cancels its request (the SDK sends ``notifications/cancelled``). On stdio
+  handshake-era sessions ``tools/call`` skips the SDK's request machinery (``_direct.py``) with
+  the same results, errors, timeouts, cancellation and progress.
 * **Refresh**: ``notifications/tools/list_changed`` (handshake era) or a ``listen()`` stream
   (2026-07-28) re-lists the tools, debounced, and swaps the catalogue atomically.
 
@@ -43,6 +45,7 @@ from ..base import ComponentInfo, ExecutionContext, PluginConfig, PluginContext
 from . import mapping
 from ._catalogue import Catalogue, build_catalogue, list_all_tools
 from ._connection import Connection, open_connection
+from ._direct import DirectCalls, NotEncodable, check_call_result
 from ._extras import call_extra
 from .config import McpPluginConfig
 
@@ -229,11 +232,16 @@ class McpPlugin:
         if not is_tool:
             return await self._execute_extra(name, input)
         arguments = mapping.input_to_arguments(name, input)
-        progress = partial(self._on_progress, component, ctx.step_id)
         for attempt in (1, 2):
             conn = self._conn
             if conn is None or conn.lost.is_set():
                 conn = await self._await_connection()
+            if conn.direct is not None:
+                try:
+                    return await self._call_direct(conn, conn.direct, component, name, arguments, ctx.step_id)
+                except NotEncodable:
+                    pass  # e.g. an integer beyond 64 bits; nothing was sent, the SDK path can send it
+            progress = partial(self._on_progress, component, ctx.step_id)
             try:
                 if self._limiter is None:
                     result = await conn.client.call_tool(name, arguments, self._timeout_s, progress)
@@ -253,6 +261,52 @@ class McpPlugin:
                 raise self._call_failure(conn, exc) from exc
             return mapping.map_call_result(name, result, self._output)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _call_direct(
+        self,
+        conn: Connection,
+        direct: DirectCalls,
+        component: str,
+        name: str,
+        arguments: dict[str, Any],
+        step_id: str,
+    ) -> FlowResult:
+        """``tools/call`` on the direct path: the same outcomes as the SDK path in :meth:`execute`.
+
+        Raises:
+            NotEncodable: the arguments cannot be encoded (nothing was sent).
+            ComponentError: as :meth:`execute`.
+        """
+        progress = partial(self._log_progress, component, step_id)
+        try:
+            if self._limiter is None:
+                raw = await direct.call(name, arguments, self._timeout_s, progress)
+            else:
+                async with self._limiter:
+                    raw = await direct.call(name, arguments, self._timeout_s, progress)
+        except MCPError as exc:
+            return self._map_mcp_error(conn, "tools/call", name, exc)
+        except NotEncodable:
+            raise
+        except Exception as exc:
+            raise self._call_failure(conn, exc) from exc
+        tool = self._catalogue.tools.get(name)
+        if tool is not None and tool.output_schema is None:
+            # Nothing to check against a schema: a plain result maps without building models.
+            plain = mapping.map_plain_call_result(name, raw, self._output)
+            if plain is not None:
+                return plain
+        try:
+            assert direct.adapter is not None
+            # What the SDK's call_tool does with a result, in its order.
+            result = check_call_result(raw, direct.version, direct.adapter)
+            if not result.is_error:
+                await conn.client.session.validate_tool_result(name, result)
+        except MCPError as exc:
+            return self._map_mcp_error(conn, "tools/call", name, exc)
+        except Exception as exc:
+            raise self._call_failure(conn, exc) from exc
+        return mapping.map_call_result(name, result, self._output)
 
     async def _execute_extra(self, component: str, input: JsonValue) -> FlowResult:
         conn = self._conn
@@ -357,6 +411,11 @@ class McpPlugin:
         return hit
 
     async def _on_progress(
+        self, component: str, step_id: str, progress: float, total: float | None, message: str | None
+    ) -> None:
+        self._log_progress(component, step_id, progress, total, message)
+
+    def _log_progress(
         self, component: str, step_id: str, progress: float, total: float | None, message: str | None
     ) -> None:
         self._log.debug(
