@@ -7,9 +7,9 @@ the server once per message. Here (asyncio ``SubprocessProtocol``):
 
 * stdout is split into lines and parsed inside ``pipe_data_received``; parsed messages wait in a
   deque for the SDK's dispatcher (no reader task, no memory stream);
-* ``send`` serialises and writes straight to the stdin pipe: the first message of a loop tick at
-  once, further messages of the same tick joined into one write at its end (32 calls in flight
-  become a few writes instead of 32);
+* ``send`` serialises onto the stdin pipe: the messages of one loop tick are joined into one write
+  at its end (32 calls in flight become one write instead of 32, and the server, which may share
+  our core, is woken once);
 * shutdown is the SDK's: close stdin, wait up to 2 s, SIGTERM the process group, then SIGKILL;
 * a line carrying one of our own request ids (``_direct.MARKER``) is first offered to the
   connection's :class:`~._direct.DirectCalls` (the read stream's ``direct``), which consumes the
@@ -204,11 +204,11 @@ class _WriteStream:
             self._queue(data)
 
     def _queue(self, data: bytes) -> None:
-        # The first message of a loop tick goes out at once; later ones are joined at its end.
+        # Messages of one loop tick are joined into one write at its end: each write wakes the
+        # server, and on a shared core a write per message makes the two processes ping-pong.
         pending = self._pending
         if pending is None:
-            self._pipe.write(data)
-            self._pending = []
+            self._pending = [data]
             self._loop.call_soon(self._flush)
         else:
             pending.append(data)
@@ -216,7 +216,7 @@ class _WriteStream:
     def _flush(self) -> None:
         pending, self._pending = self._pending, None
         if pending and not self._broken and not self._pipe.is_closing():
-            self._pipe.write(b"".join(pending))
+            self._pipe.write(pending[0] if len(pending) == 1 else b"".join(pending))
 
     async def _drain(self) -> None:
         if self._drained is None or self._drained.done():
