@@ -1,8 +1,9 @@
 """REST ``/api/v1`` handlers (rest-api.md §2): health, components, flows, runs.
 
-Each handler parses its input (``schemas.parse_body``, query helpers below), calls the
-``Gateway`` through ``ServerRuntime``, and returns a JSON dict. Errors are raised, never built
-here: ``errors.py`` turns them into the REST error body.
+Each handler parses its input (``request_bodies``, query helpers below), calls the ``Gateway``
+through ``ServerRuntime``, and returns a JSON dict (``responses``). Errors are raised, never built
+here: ``errors.py`` turns them into the REST error body. Nothing here imports pydantic: it is
+loaded only for a body of an unusual shape (``request_bodies.py``) and for the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -21,20 +22,18 @@ from ..flow.load import parse_flow
 from ..gateway import RunHandle, now_iso
 from ..state.base import RunFilter, RunRecord
 from .errors import ApiError
-from .runtime import DEFAULT_LIST_LIMIT, ServerRuntime
-from .schemas import (
+from .request_bodies import create_run_body, store_flow_body
+from .responses import (
     EXECUTION_STATUSES,
-    CreateRunRequest,
-    StoreFlowRequest,
     item_json,
     item_record_json,
     item_status,
-    parse_body,
     run_details,
     run_summary,
     step_json,
     step_record_json,
 )
+from .runtime import DEFAULT_LIST_LIMIT, ServerRuntime
 
 __all__ = ["routes"]
 
@@ -130,7 +129,7 @@ async def components(request: Request) -> Response:
 # -- flows ----------------------------------------------------------------------------------------
 async def store_flow(request: Request) -> Response:
     rt = _rt(request)
-    body = await parse_body(request, StoreFlowRequest, rt.settings.max_body_bytes)
+    body = await store_flow_body(request, rt.settings.max_body_bytes)
     try:
         loaded = parse_flow(body.flow)
     except FlowLoadError as exc:
@@ -198,7 +197,7 @@ async def delete_flow(request: Request) -> Response:
 # -- runs -----------------------------------------------------------------------------------------
 async def create_run(request: Request) -> Response:
     rt = _rt(request)
-    body = await parse_body(request, CreateRunRequest, rt.settings.max_body_bytes)
+    body = await create_run_body(request, rt.settings.max_body_bytes)
     flow = await _load_flow(rt, body.flow_id)
     out = await run_response(
         rt,
@@ -346,11 +345,30 @@ async def delete_run(request: Request) -> Response:
     return Response(status_code=200)
 
 
+# -- endpoints whose modules load on first use (not at server start) -----------------------------
+async def run_events(request: Request) -> Response:
+    """``GET /runs/{id}/events`` (``events.py``)."""
+    from .events import run_events as endpoint
+
+    return await endpoint(request)
+
+
+async def openapi_json(request: Request) -> Response:
+    """``GET /openapi.json`` (``openapi.py``; builds the document with pydantic on first call)."""
+    from .openapi import openapi_json as endpoint
+
+    return await endpoint(request)
+
+
+async def docs_page(request: Request) -> Response:
+    """``GET /docs`` (``openapi.py``)."""
+    from .openapi import docs_page as endpoint
+
+    return await endpoint(request)
+
+
 def routes() -> list[Route]:
     """The ``/api/v1`` routes (relative to the mount point)."""
-    from .events import run_events
-    from .openapi import docs_page, openapi_json
-
     return [
         Route("/health", health, methods=["GET"]),
         Route("/components", components, methods=["GET"]),

@@ -13,13 +13,18 @@ The lifespan owns every resource, in this order (and unwinds in reverse):
 2. runs interrupted by a previous process are marked ``cancelled``; the MCP tool catalogue loads
    (``catalogue.py``, no mcp SDK import);
 3. one task group for background runs (``Gateway.task_group``); the server is ready (REST answers);
-4. in that task group, the MCP façade starts in the background: the mcp SDK (~0.5 s of imports)
-   is imported in a worker thread, then the session manager runs. ``/mcp`` requests meanwhile
-   wait for it (bounded by ``MCP_READY_TIMEOUT_S``); flows stored meanwhile are in the catalogue
-   and so are tools from the start. If the façade cannot start, ``/mcp`` answers 503 and the
-   error is logged; REST is unaffected;
+4. the MCP façade is *not* started yet: the mcp SDK (and pydantic under it) is ~0.5 s of imports,
+   which a server that is only asked for REST never pays. The first ``/mcp`` request starts it
+   (``McpLauncher``) in that task group: the SDK is imported in a worker thread, then the session
+   manager runs. Requests arriving meanwhile (the first included) wait for it, bounded by
+   ``MCP_READY_TIMEOUT_S``; concurrent first requests start it once. Flows stored before it
+   started are tools all the same (the catalogue is loaded independently). If the façade cannot
+   start, the error is logged and ``/mcp`` answers 503 naming it; the next request after
+   ``MCP_RETRY_AFTER_S`` tries again (a missing package keeps failing the same way, a passing
+   problem heals). REST is unaffected either way;
 5. on shutdown, in-flight runs get what is left of the grace period, then are cancelled and
-   recorded; then MCP sessions close, then plugins (their child processes) and the store.
+   recorded; then MCP sessions close (if the façade was ever started), then plugins (their child
+   processes) and the store.
 
 No module-level object holds state: two apps in one process are independent.
 """
@@ -53,7 +58,7 @@ from .errors import EXCEPTION_HANDLERS
 from .fastpath import GatewayApp
 from .runtime import GuardedTaskGroup, ServerRuntime, ServerSettings
 
-__all__ = ["create_app"]
+__all__ = ["McpLauncher", "create_app"]
 
 log = get_logger(__name__)
 
@@ -61,52 +66,103 @@ MCP_READY_TIMEOUT_S = 30.0
 """How long an ``/mcp`` request waits for the façade that is still starting before a 503."""
 MCP_CLOSE_TIMEOUT_S = 5.0
 """How long shutdown waits for MCP sessions to close before the task group is cancelled."""
+MCP_RETRY_AFTER_S = 5.0
+"""After a failed façade start, ``/mcp`` answers 503 at once for this long, then a request retries."""
 _GC_THRESHOLDS = (20_000, 20, 20)
 
 
+class McpLauncher:
+    """Starts the MCP façade on first use, in the app task group, and stops it on shutdown.
+
+    ``ensure_started`` has no ``await`` between its check and its start, so concurrent first
+    requests start the façade once; all of them wait for the one ``ready`` event.
+    """
+
+    __slots__ = ("_rt", "_tg", "facade", "error", "_ready", "_stop", "_done", "_failed_at", "_closed")
+
+    def __init__(self, rt: ServerRuntime, tg: Any) -> None:
+        self._rt = rt
+        self._tg = tg
+        self.facade: Any = None
+        """The running ``McpFacade``, or ``None`` (not started, starting, failed, or stopped)."""
+        self.error: str | None = None
+        """Why the last start failed."""
+        self._ready: anyio.Event | None = None
+        self._stop = anyio.Event()
+        self._done: anyio.Event | None = None
+        self._failed_at = 0.0
+        self._closed = False
+
+    def ensure_started(self) -> anyio.Event | None:
+        """Start the façade unless it runs or is starting; the event set once it is up or has failed.
+
+        ``None`` when no start is under way: the server is stopping, or the last attempt failed less
+        than ``MCP_RETRY_AFTER_S`` ago."""
+        if self._ready is not None or self._closed:
+            return self._ready
+        if self.error is not None and time.monotonic() - self._failed_at < MCP_RETRY_AFTER_S:
+            return None
+        self._ready, self._done = anyio.Event(), anyio.Event()
+        self._tg.start_soon(self._run, self._ready, self._done, name="mcp facade")
+        return self._ready
+
+    async def _run(self, ready: anyio.Event, done: anyio.Event) -> None:
+        """Import the mcp SDK off the event loop, then serve ``/mcp`` until stopped."""
+        t0 = time.monotonic()
+        try:
+            module = await anyio.to_thread.run_sync(
+                importlib.import_module, "stepflow_gateway.server.mcp_facade"
+            )
+            facade = module.McpFacade(self._rt)
+            async with facade.run():
+                self.facade, self.error = facade, None
+                ready.set()
+                # the SDK's modules live as long as the server: keep them out of the collector's way
+                gc.freeze()
+                log.info("MCP endpoint ready", startup_ms=round((time.monotonic() - t0) * 1000, 1))
+                await self._stop.wait()
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self._failed_at = time.monotonic()
+            log.error("the /mcp endpoint could not start", error=self.error, exc_info=exc)
+        finally:
+            self.facade = None
+            self._ready = None
+            ready.set()
+            done.set()
+
+    async def aclose(self) -> None:
+        """Stop the façade if it was started (sessions closed, bounded); a no-op if it never was."""
+        self._closed = True
+        self.facade = None
+        self._stop.set()
+        if self._done is not None:
+            with anyio.move_on_after(MCP_CLOSE_TIMEOUT_S, shield=True):
+                await self._done.wait()
+
+
 class _McpEndpoint:
-    """ASGI endpoint for ``/mcp``: forwards to the façade, waiting (bounded) while it starts."""
+    """ASGI endpoint for ``/mcp``: starts the façade on first use and forwards to it (bounded wait)."""
 
     def __init__(self, app: Starlette) -> None:
         self._app = app
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        state = self._app.state
-        facade: Any = getattr(state, "mcp", None)
-        if facade is None:
-            ready: anyio.Event | None = getattr(state, "mcp_ready", None)
+        launcher: McpLauncher | None = getattr(self._app.state, "mcp_launcher", None)
+        facade = launcher.facade if launcher is not None else None
+        if facade is None and launcher is not None:
+            ready = launcher.ensure_started()
             if ready is not None:
                 with anyio.move_on_after(MCP_READY_TIMEOUT_S):
                     await ready.wait()
-            facade = getattr(state, "mcp", None)
+            facade = launcher.facade
         if facade is None:
-            response = Response("MCP is not ready", status_code=503)
+            reason = launcher.error if launcher is not None else None
+            text = f"MCP is not available: {reason}" if reason else "MCP is not ready"
+            response = Response(text, status_code=503)
             await response(scope, receive, send)
             return
         await facade(scope, receive, send)
-
-
-async def _run_mcp(
-    app: Starlette, rt: ServerRuntime, ready: anyio.Event, stop: anyio.Event, done: anyio.Event
-) -> None:
-    """Import the mcp SDK off the event loop, then serve ``/mcp`` until ``stop``; ``done`` when closed."""
-    t0 = time.monotonic()
-    try:
-        module = await anyio.to_thread.run_sync(importlib.import_module, "stepflow_gateway.server.mcp_facade")
-        facade = module.McpFacade(rt)
-        async with facade.run():
-            app.state.mcp = facade
-            ready.set()
-            # the SDK's modules live as long as the server too (see the lifespan)
-            gc.freeze()
-            log.info("MCP endpoint ready", startup_ms=round((time.monotonic() - t0) * 1000, 1))
-            await stop.wait()
-    except Exception as exc:
-        log.error("the /mcp endpoint could not start", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
-    finally:
-        app.state.mcp = None
-        ready.set()
-        done.set()
 
 
 async def _root(request: Request) -> Response:
@@ -136,9 +192,7 @@ def create_app(
             async with anyio.create_task_group() as tg:
                 gw.task_group = GuardedTaskGroup(tg, gw)
                 app.state.runtime = rt
-                ready, stop, mcp_done = anyio.Event(), anyio.Event(), anyio.Event()
-                app.state.mcp_ready = ready
-                tg.start_soon(_run_mcp, app, rt, ready, stop, mcp_done)
+                launcher = app.state.mcp_launcher = McpLauncher(rt, tg)
                 # Everything allocated so far lives as long as the server: move it out of the
                 # collector's reach, and collect young objects less often. Under load the
                 # default thresholds gave 150-400 ms full-collection pauses (benchmarks/).
@@ -158,10 +212,8 @@ def create_app(
                             app.state, "shutdown_requested_at", time.monotonic()
                         )
                         await rt.drain(max(0.0, settings.shutdown_grace_s - elapsed))
-                    app.state.mcp = None
-                    stop.set()
-                    with anyio.move_on_after(MCP_CLOSE_TIMEOUT_S, shield=True):
-                        await mcp_done.wait()
+                    app.state.mcp_launcher = None
+                    await launcher.aclose()
                 gw.task_group = None
                 tg.cancel_scope.cancel()
         log.info("server stopped")
@@ -191,5 +243,5 @@ def create_app(
     app.state.settings = settings
     app.fast_key = settings.api_key.encode("utf-8") if settings.api_key else None
     app.fast_body_limit = settings.max_body_bytes
-    app.state.mcp = None
+    app.state.mcp_launcher = None
     return app

@@ -2,7 +2,7 @@
 
 No mcp SDK import here: the REST side (``POST /flows``, ``DELETE /flows/{id}``) keeps the catalogue
 current from the first request, while ``mcp_facade.py`` (which imports the SDK, ~0.5 s) is loaded
-in the background after the server is ready. A tool's ``types.Tool`` definition is built on first
+when the first ``/mcp`` request arrives. A tool's ``types.Tool`` definition is built on first
 use (``FlowTool.tool``), by the façade.
 
 * The catalogue is persisted in the state store as one gateway-owned record (blob id

@@ -31,8 +31,8 @@ from starlette.responses import Response, StreamingResponse
 from ..engine.executor import StepEvent
 from ..engine.result import FlowResult
 from ..gateway import RunHandle, now_iso
+from .responses import item_stats, item_status
 from .runtime import RunView, ServerRuntime
-from .schemas import item_stats, item_status
 
 __all__ = ["run_events", "sse"]
 

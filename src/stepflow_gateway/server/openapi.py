@@ -1,8 +1,9 @@
 """The OpenAPI 3.1 document at ``/api/v1/openapi.json`` and a self-contained docs page at ``/api/v1/docs``.
 
 Paths are written here by hand (they mirror ``api.routes``); component schemas come from the
-pydantic models in ``schemas.py``, so bodies and documentation cannot drift apart. The docs page
-is rendered server-side from the same document and loads nothing from the network.
+pydantic models in ``models.py``, so bodies and documentation cannot drift apart. The docs page
+is rendered server-side from the same document and loads nothing from the network. pydantic and
+the models are imported when the document is first built, not when the server starts.
 """
 
 from __future__ import annotations
@@ -11,30 +12,32 @@ import html
 from functools import lru_cache
 from typing import Any
 
-from pydantic.json_schema import models_json_schema
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from . import schemas as s
-
 __all__ = ["build_openapi", "docs_page", "openapi_json"]
 
-_MODELS: list[type[Any]] = [
-    s.StoreFlowRequest,
-    s.StoreFlowResponse,
-    s.FlowResponse,
-    s.CreateRunRequest,
-    s.CreateRunResponse,
-    s.RunSummary,
-    s.RunDetails,
-    s.ListRunsResponse,
-    s.ListItemsResponse,
-    s.ListStepRunsResponse,
-    s.RunFlowResponse,
-    s.HealthResponse,
-    s.ListComponentsResponse,
-    s.ErrorResponse,
-]
+
+def _models() -> list[type[Any]]:
+    """The models whose JSON schemas are the document's components (imports pydantic)."""
+    from . import models as m
+
+    return [
+        m.StoreFlowRequest,
+        m.StoreFlowResponse,
+        m.FlowResponse,
+        m.CreateRunRequest,
+        m.CreateRunResponse,
+        m.RunSummary,
+        m.RunDetails,
+        m.ListRunsResponse,
+        m.ListItemsResponse,
+        m.ListStepRunsResponse,
+        m.RunFlowResponse,
+        m.HealthResponse,
+        m.ListComponentsResponse,
+        m.ErrorResponse,
+    ]
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -217,8 +220,10 @@ def _paths() -> dict[str, Any]:
 
 @lru_cache(maxsize=4)
 def build_openapi(version: str) -> dict[str, Any]:
+    from pydantic.json_schema import models_json_schema
+
     _, defs = models_json_schema(
-        [(m, "validation") for m in _MODELS], by_alias=True, ref_template="#/components/schemas/{model}"
+        [(m, "validation") for m in _models()], by_alias=True, ref_template="#/components/schemas/{model}"
     )
     return {
         "openapi": "3.1.0",

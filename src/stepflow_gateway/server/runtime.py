@@ -26,7 +26,7 @@ from ..gateway import Gateway, RunHandle, now_iso
 from ..ids import new_run_id
 from ..logging import get_logger
 from ..state.base import ItemRecord, RunRecord
-from .schemas import item_status
+from .responses import item_status
 
 __all__ = ["GuardedTaskGroup", "ServerRuntime", "ServerSettings"]
 
