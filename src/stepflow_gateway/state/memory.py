@@ -304,7 +304,6 @@ class MemoryStore:
         for _ in range(excess):
             victim, _none = finished.popitem(last=False)
             self._runs.pop(victim, None)
-        log.debug("memory state store evicted finished runs", evicted=excess)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         entry = self._runs.get(run_id)

@@ -8,12 +8,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ConfigError, StateStoreError
 from .base import StateStore
 from .memory import MemoryStore
-from .sqlite import SqliteStore, SqliteTarget, parse_database_url
+
+if TYPE_CHECKING:
+    from .sqlite import SqliteStore
 
 __all__ = ["StateStoreSettings", "open_store"]
 
@@ -51,6 +53,8 @@ def open_store(cfg: StateStoreSettings | Any | None, *, default: str, data_dir: 
         url = getattr(cfg, "database_url", None)
         if not url:
             return _default_sqlite(data_dir, auto_migrate=auto_migrate)
+        from .sqlite import SqliteStore, parse_database_url  # only SQLite users pay its import
+
         return SqliteStore(parse_database_url(url), auto_migrate=auto_migrate, url=url)
     if kind == "postgres":
         raise ConfigError("state store 'postgres' is not supported yet", json_path="$.stateStore.type")
@@ -60,6 +64,9 @@ def open_store(cfg: StateStoreSettings | Any | None, *, default: str, data_dir: 
 
 
 def _default_sqlite(data_dir: Path, *, auto_migrate: bool = True) -> SqliteStore:
+    """``<data_dir>/state.db``, its directory created."""
+    from .sqlite import SqliteStore, SqliteTarget
+
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
