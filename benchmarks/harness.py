@@ -31,7 +31,7 @@ from sidebyside.machine import Pinning, describe, memory_guard_mib, pin_client  
 from sidebyside.profiles import PROFILES  # noqa: E402
 from sidebyside.report import to_json, to_markdown  # noqa: E402
 from sidebyside.results import Results  # noqa: E402
-from sidebyside.servers import PORTS, RUNTIMES, Runtime, Tools, write_configs  # noqa: E402
+from sidebyside.servers import PORTS, RUNTIMES, Runtime, Tools, compile_gateway, write_configs  # noqa: E402
 
 log = structlog.get_logger("sidebyside")
 
@@ -103,6 +103,7 @@ def main(argv: list[str]) -> int:
     results.meta["memory guard"] = (
         f"both servers restart between cells if either tree's RSS > {guard:,.0f} MiB"
     )
+    results.meta["gateway bytecode"] = compile_gateway(tools)
     results.meta["load average at start"] = _loadavg()
     if a.py_spy:
         results.meta["profiled"] = (

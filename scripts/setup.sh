@@ -106,6 +106,9 @@ else
   "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]" >&2
   printf '%s\n' "$want_hash" >"$VENV/.setup-pyproject"
 fi
+# An editable install compiles nothing: byte-compile the package now (as a wheel install would), so
+# the first commands start as fast as later ones, even where PYTHONDONTWRITEBYTECODE is set.
+env -u PYTHONDONTWRITEBYTECODE "$VENV/bin/python" -m compileall -q "$ROOT/src/stepflow_gateway" >/dev/null
 
 if [ "$WITH_PEERS" -eq 0 ]; then
   say "done (--no-peers)"

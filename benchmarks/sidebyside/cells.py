@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -38,6 +40,8 @@ __all__ = ["Bench"]
 log = structlog.get_logger(__name__)
 
 RUN_PATH = "/api/v1/runs"
+CLI_TIMEOUT_S = 60.0
+"""Bound of one ``stepflow-gateway run`` in the CLI cell."""
 FLOW_PATH = "/api/v1/flows"
 INPUT = [{"data": "bench"}]
 COLD_PORT_OFFSET = 10
@@ -171,6 +175,44 @@ class Bench:
                 else:
                     reason = errors.get((cfg, name), "not measured")
                     ready.values[name] = first.values[name] = na(reason)
+
+    async def cli_runs(self) -> None:
+        """``stepflow-gateway run`` of noop-1 with the builtin config: process wall time, ``cold_reps``
+        x 3 times (upstream 0.9.0 ships only its server, so that column is n/a)."""
+        rt = self.runtimes["ours"]
+        row = self.res.row("cli", "`run` of noop-1, builtin config, wall", "ms", "lower")
+        row.values["upstream"] = na("0.9.0 ships no run command")
+        workdir = Path(tempfile.mkdtemp(prefix="sidebyside-cli-"))
+        flow_path = workdir / "noop-1.json"
+        flow_path.write_text(json.dumps(load_flow("noop-1", self.flows_dir)))
+        argv = [
+            str(rt.tools.gateway), "run", "--flow", str(flow_path), "--input-json", json.dumps(INPUT[0]),
+            "--config", str(self.configs["builtin"]),
+        ]
+        if rt.server_cpu is not None and shutil.which("taskset"):
+            argv = ["taskset", "-c", str(rt.server_cpu), *argv]
+        walls: list[float] = []
+        for _ in range(self.p.cold_reps * 3):
+            t0 = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=rt.env()
+            )
+            try:
+                out, err = await asyncio.wait_for(proc.communicate(), CLI_TIMEOUT_S)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                row.values["ours"] = na(f"run took over {CLI_TIMEOUT_S:g} s")
+                return
+            wall = time.perf_counter() - t0
+            if proc.returncode != 0 or b'"success"' not in out:
+                why = f"run exited {proc.returncode}: {(err or out)[-200:].decode(errors='replace')}"
+                self.res.notes.append(f"ours, cli run: {why}")
+                row.values["ours"] = na(_short(why))
+                return
+            walls.append(wall)
+        note = f"median of {len(walls)}" if len(walls) > 1 else ""
+        row.values["ours"] = Value(statistics.median(walls) * 1e3, note)
 
     # -- 2. long-running servers -----------------------------------------------------------------------
 
@@ -471,6 +513,7 @@ class Bench:
     async def run(self) -> Results:
         t0 = time.monotonic()
         await self.cold_starts()
+        await self.cli_runs()
         try:
             await self.start_all()
             await asyncio.sleep(SETTLE_S)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import client, procstat
 
-__all__ = ["PORTS", "RUNTIMES", "Runtime", "Server", "StartError", "Tools", "running", "write_configs"]
+__all__ = ["PORTS", "RUNTIMES", "Runtime", "Server", "StartError", "Tools", "compile_gateway", "running", "write_configs"]
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
@@ -37,6 +37,7 @@ PEERS = Path(os.environ.get("PEERS") or REPO / ".peers")
 READY_TIMEOUT_S = 60.0
 """Bound of a start: the full config waits for a Python child and a node child (about 1 s upstream)."""
 STOP_GRACE_S = 10.0
+COMPILE_TIMEOUT_S = 120.0
 """SIGTERM first; after this the tree is killed."""
 POLL_S = 0.002
 """Health polling interval: cold start of the Rust server is ~30 ms, so poll finely."""
@@ -109,6 +110,22 @@ def write_configs(tools: Tools, workdir: Path) -> dict[str, Path]:
     return out
 
 
+def compile_gateway(tools: Tools) -> str:
+    """Byte-compile the gateway package (as ``pip install`` does), so start-up cells do not time the
+    compiler. Returns what was done, for the report header."""
+    if tools.gateway != Path(sys.executable).with_name("stepflow-gateway"):
+        return "not compiled by the harness (STEPFLOW_GATEWAY_BIN is another installation)"
+    import stepflow_gateway
+
+    package = Path(stepflow_gateway.__file__).parent
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(package)],
+        env=env, capture_output=True, timeout=COMPILE_TIMEOUT_S, check=False,
+    )
+    return "compiled (compileall)" if done.returncode == 0 else f"compileall failed: {done.stderr[-200:]!r}"
+
+
 @dataclass(frozen=True, slots=True)
 class Runtime:
     """One side of the comparison: its name, port, argv and environment."""
@@ -154,6 +171,9 @@ class Runtime:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.pop("SIDEBYSIDE_NETNS", None)
+        # Measure what an installed package does: read (and keep) compiled bytecode. A shell with
+        # PYTHONDONTWRITEBYTECODE=1 would otherwise recompile every module at every start.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         if self.name == "ours":
             env["STEPFLOW_GATEWAY_SHUTDOWN_GRACE"] = "2"
         return env
