@@ -34,6 +34,27 @@ routes:
     - plugin: builtin
 """
 
+GREET = {
+    # a one-step flow with input and variable schemas (shared by the MCP façade and start-up tests)
+    "name": "greet",
+    "description": "Greets someone",
+    "schemas": {
+        "type": "object",
+        "properties": {
+            "input": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+            "variables": {"type": "object", "properties": {"tone": {"type": "string", "default": "calm"}}},
+        },
+    },
+    "steps": [
+        {
+            "id": "m",
+            "component": "/builtin/create_messages",
+            "input": {"user_prompt": {"$input": "q"}, "system_instructions": {"$variable": "tone"}},
+        }
+    ],
+    "output": {"messages": {"$step": "m", "path": "messages"}},
+}
+
 
 @pytest.fixture
 def anyio_backend() -> str:

@@ -19,32 +19,13 @@ import httpx2
 import pytest
 from mcp.client.client import Client
 
-from .conftest import ServerProcess
+from .conftest import GREET, ServerProcess
 
 pytestmark = [
     pytest.mark.anyio,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/<pid>/maps"),
 ]
 
-GREET = {
-    "name": "greet",
-    "description": "Greets someone",
-    "schemas": {
-        "type": "object",
-        "properties": {
-            "input": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
-            "variables": {"type": "object", "properties": {"tone": {"type": "string", "default": "calm"}}},
-        },
-    },
-    "steps": [
-        {
-            "id": "m",
-            "component": "/builtin/create_messages",
-            "input": {"user_prompt": {"$input": "q"}, "system_instructions": {"$variable": "tone"}},
-        }
-    ],
-    "output": {"messages": {"$step": "m", "path": "messages"}},
-}
 READY_LINE = "MCP endpoint ready"
 FAILED_LINE = "the /mcp endpoint could not start"
 

@@ -11,27 +11,10 @@ import pytest
 from mcp.client.client import Client
 from mcp.shared.exceptions import MCPError
 
+from .conftest import GREET
+
 pytestmark = pytest.mark.anyio
 
-GREET = {
-    "name": "greet",
-    "description": "Greets someone",
-    "schemas": {
-        "type": "object",
-        "properties": {
-            "input": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
-            "variables": {"type": "object", "properties": {"tone": {"type": "string", "default": "calm"}}},
-        },
-    },
-    "steps": [
-        {
-            "id": "m",
-            "component": "/builtin/create_messages",
-            "input": {"user_prompt": {"$input": "q"}, "system_instructions": {"$variable": "tone"}},
-        }
-    ],
-    "output": {"messages": {"$step": "m", "path": "messages"}},
-}
 BAD = {
     "name": "bad",
     "steps": [{"id": "get", "component": "/builtin/get_blob", "input": {"blob_id": "0" * 64}}],
