@@ -11,6 +11,8 @@ uvicorn's per-header validation (our headers are constants). Everything the fast
 (any other route, another shape of body, errors worded by the handlers) runs through the normal ASGI
 cycle with the body replayed, so behaviour is the one of ``api.py``.
 
+uvicorn's access log (off under ``serve``) does not see the requests answered here.
+
 This relies on two names of ``uvicorn.protocols.http.httptools_impl`` (``HttpToolsProtocol``
 and its ``_start_asgi_task``); ``protocol_class()`` checks for them and falls back to uvicorn's own
 protocol when a uvicorn release no longer has them.
