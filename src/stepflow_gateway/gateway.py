@@ -171,6 +171,12 @@ class StepLog(Sequence[StepRecord]):
     def __len__(self) -> int:
         return len(self.records())
 
+    def size_hint(self) -> int:
+        """How many records there are (or will be), without building them."""
+        if self._records is not None:
+            return len(self._records)
+        return len(self._view.plan.steps) * len(self._view.items)
+
     def __getitem__(self, index: Any) -> Any:
         return self.records()[index]
 

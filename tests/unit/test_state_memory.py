@@ -255,3 +255,24 @@ async def test_open_store_choices(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="unknown state store type 'redis'"):
         open_store(SimpleNamespace(type="redis"), default="memory", data_dir=tmp_path)
+
+
+async def test_finished_runs_are_bounded_by_their_step_records_too() -> None:
+    def steps_of(n: int) -> list[StepRecord]:
+        return [StepRecord(0, i, f"s{i}", "/c", "completed", FlowResult("success", i)) for i in range(n)]
+
+    async with MemoryStore(max_finished_runs=100, max_finished_steps=25) as store:
+        for k in range(6):
+            rid = f"00000000-0000-4000-8000-00000000000{k}"
+            await store.create_run(RunRecord(rid, "f", "flow", "running", "t", [None]))
+            await store.complete_run(rid, "completed", "t", [ItemRecord(0, "completed")], steps_of(10))
+        kept = [r.run_id[-1] for r in await store.list_runs(RunFilter())]
+        assert kept == ["5", "4"]  # 20 step records <= 25; a third run would make 30
+        assert len(await store.get_steps("00000000-0000-4000-8000-000000000005")) == 10
+        # a run bigger than the whole bound is still kept while it is the newest
+        big = "00000000-0000-4000-8000-000000000009"
+        await store.create_run(RunRecord(big, "f", "flow", "running", "t", [None]))
+        await store.complete_run(big, "completed", "t", [ItemRecord(0, "completed")], steps_of(40))
+        assert [r.run_id for r in await store.list_runs(RunFilter())] == [big]
+        assert await store.delete_run(big)
+        assert await store.list_runs(RunFilter()) == []

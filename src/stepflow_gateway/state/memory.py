@@ -1,8 +1,10 @@
 """In-memory ``StateStore`` (the default of ``run`` and ``test``), bounded so a long-lived process
 cannot grow without limit.
 
-* Runs: at most ``max_finished_runs`` finished runs are kept; when a run finishes beyond that, the
-  oldest finished runs are evicted with their items and steps. Running runs are never evicted.
+* Runs: at most ``max_finished_runs`` finished runs, holding at most ``max_finished_steps`` step
+  records between them, are kept; when a run finishes beyond either bound, the oldest finished runs
+  are evicted with their items and steps (the newest finished run always stays). Running runs are
+  never evicted.
 * Blobs are kept as compact JSON text (so readers get a fresh copy, and only JSON is accepted).
   Their total size is capped at ``max_blob_bytes``: past it the oldest non-flow blobs are evicted
   with a warning. Stored flows (``blob_type == "flow"``) are never evicted.
@@ -26,11 +28,14 @@ from ..logging import get_logger
 from ..types import JsonValue
 from .base import ItemRecord, RunFilter, RunRecord, StepRecord
 
-__all__ = ["DEFAULT_MAX_BLOB_BYTES", "DEFAULT_MAX_FINISHED_RUNS", "MemoryStore"]
+__all__ = ["DEFAULT_MAX_BLOB_BYTES", "DEFAULT_MAX_FINISHED_RUNS", "DEFAULT_MAX_FINISHED_STEPS", "MemoryStore"]
 
 log = get_logger(__name__)
 
 DEFAULT_MAX_FINISHED_RUNS = 10_000
+DEFAULT_MAX_FINISHED_STEPS = 1_000_000
+"""Step records kept over all finished runs: 10k runs of 100 steps, or 1k runs of 1000 (a step
+record with its result is typically a few hundred bytes)."""
 DEFAULT_MAX_BLOB_BYTES = 256 * 1024 * 1024
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -125,6 +130,14 @@ class _RunEntry:
     pending: Any = None
     """Steps handed to ``complete_run`` as a lazy sequence (``gateway.StepLog``), merged on first read."""
 
+    def step_count(self) -> int:
+        """Step records held (a lazy sequence says how many it will build without building them)."""
+        pending = self.pending
+        if pending is None:
+            return len(self.steps)
+        hint = getattr(pending, "size_hint", None)
+        return len(self.steps) + (hint() if hint is not None else len(pending))
+
     def step_map(self) -> dict[tuple[int, int], StepRecord]:
         if self.pending is not None:
             pending, self.pending = self.pending, None
@@ -150,14 +163,17 @@ class MemoryStore:
         self,
         *,
         max_finished_runs: int = DEFAULT_MAX_FINISHED_RUNS,
+        max_finished_steps: int = DEFAULT_MAX_FINISHED_STEPS,
         max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES,
     ) -> None:
-        if max_finished_runs < 0 or max_blob_bytes < 0:
+        if max_finished_runs < 0 or max_finished_steps < 0 or max_blob_bytes < 0:
             raise ValueError("MemoryStore limits must be >= 0")
         self.max_finished_runs = max_finished_runs
+        self.max_finished_steps = max_finished_steps
         self.max_blob_bytes = max_blob_bytes
         self._runs: dict[str, _RunEntry] = {}  # insertion order = creation order
-        self._finished: OrderedDict[str, None] = OrderedDict()  # order = completion order
+        self._finished: OrderedDict[str, int] = OrderedDict()  # run id -> its step records; completion order
+        self._finished_steps = 0
         self._active_by_flow: dict[str, int] = {}
         self._blobs: dict[str, _Blob] = {}  # insertion order = age
         self._blob_bytes = 0
@@ -176,6 +192,7 @@ class MemoryStore:
         """Drop everything: an in-memory store does not outlive its process."""
         self._runs.clear()
         self._finished.clear()
+        self._finished_steps = 0
         self._active_by_flow.clear()
         self._blobs.clear()
         self._blob_bytes = 0
@@ -184,6 +201,7 @@ class MemoryStore:
         return {
             "type": "inMemory",
             "maxFinishedRuns": self.max_finished_runs,
+            "maxFinishedSteps": self.max_finished_steps,
             "maxBlobBytes": self.max_blob_bytes,
         }
 
@@ -296,13 +314,20 @@ class MemoryStore:
         # An OrderedDict, not a dict: evicting from the front of a plain dict leaves holes that
         # every later ``iter()`` walks over again (it was 6% of a noop run's CPU).
         finished = self._finished
-        finished[run_id] = None
+        entry = self._runs.get(run_id)
+        steps = entry.step_count() if entry is not None else 0
+        self._finished_steps += steps - finished.get(run_id, 0)
+        finished[run_id] = steps
         finished.move_to_end(run_id)
-        excess = len(finished) - self.max_finished_runs
-        if excess <= 0:
-            return
-        for _ in range(excess):
-            victim, _none = finished.popitem(last=False)
+        while len(finished) > 1 and (
+            len(finished) > self.max_finished_runs or self._finished_steps > self.max_finished_steps
+        ):
+            victim, victim_steps = finished.popitem(last=False)
+            self._finished_steps -= victim_steps
+            self._runs.pop(victim, None)
+        if len(finished) > self.max_finished_runs:  # max_finished_runs == 0: keep none
+            victim, victim_steps = finished.popitem(last=False)
+            self._finished_steps -= victim_steps
             self._runs.pop(victim, None)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
@@ -339,7 +364,7 @@ class MemoryStore:
             return False
         if entry.record.status == "running":
             self._release_active(entry.record.flow_id)
-        self._finished.pop(run_id, None)
+        self._finished_steps -= self._finished.pop(run_id, 0)
         return True
 
     async def runs_of_flow_active(self, flow_id: str) -> bool:
