@@ -24,7 +24,7 @@ from typing import Any
 
 from ..logging import get_logger
 from .errors import error_body
-from .fastpath import GatewayApp, encode_json, answer_headers
+from .fastpath import GatewayApp, answer_headers, encode_json
 
 __all__ = ["protocol_class"]
 

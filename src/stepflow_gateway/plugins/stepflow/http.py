@@ -10,7 +10,6 @@ delivery ``TransportClosed``, and the deadline ``CallTimeout``.
 from __future__ import annotations
 
 import asyncio
-
 import codecs
 import itertools
 import uuid
