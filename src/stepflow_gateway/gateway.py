@@ -432,24 +432,35 @@ class Gateway:
         return handle
 
     async def _execute(self, handle: RunHandle) -> None:
+        """Run, record the end, release waiters. Waiters are released and the live entry dropped
+        whatever happens, so nothing waits forever on a run that broke or whose record failed."""
         execution = handle.execution
         try:
-            results = await execution.execute()
-        except BaseException:
-            # The task running the run was cancelled (a waiting request at shutdown): record what
-            # finished and the rest as cancelled, so nothing stays "running" in the store.
-            execution.cancelled = True
-            cancelled = FlowResult.failed(500, "Run was cancelled")
-            results = [i.result if i.result is not None else cancelled for i in execution.items]
-            results += [cancelled] * (len(execution.inputs) - len(results))
-            with anyio.move_on_after(_RECORD_TIMEOUT_S, shield=True):
-                await self._record_end(handle, results)
+            try:
+                results = await execution.execute()
+            except BaseException as exc:
+                # The task running the run was cancelled (a waiting request at shutdown), or the
+                # engine broke: record what finished and the rest as cancelled or failed, so
+                # nothing stays "running" in the store.
+                if isinstance(exc, Exception):
+                    log.error("run failed inside the engine", run_id=handle.run_id, exc_info=exc)
+                    unfinished = FlowResult.failed(500, f"Internal error: {type(exc).__name__}: {exc}")
+                else:
+                    execution.cancelled = True
+                    unfinished = FlowResult.failed(500, "Run was cancelled")
+                results = [i.result if i.result is not None else unfinished for i in execution.items]
+                results += [unfinished] * (len(execution.inputs) - len(results))
+                with anyio.move_on_after(_RECORD_TIMEOUT_S, shield=True):
+                    try:
+                        await self._record_end(handle, results)
+                    except Exception as record_exc:  # the first error is the one to report
+                        log.error("could not record the end of a run", run_id=handle.run_id,
+                                  error=f"{type(record_exc).__name__}: {record_exc}")
+                raise
+            await self._record_end(handle, results)
+        finally:
+            self._finished_handles_keep(handle)
             handle.done.set()
-            self.live.pop(handle.run_id, None)
-            raise
-        await self._record_end(handle, results)
-        self._finished_handles_keep(handle)
-        handle.done.set()
 
     async def _record_end(self, handle: RunHandle, results: list[FlowResult]) -> None:
         handle.results = results
