@@ -276,3 +276,12 @@ async def test_finished_runs_are_bounded_by_their_step_records_too() -> None:
         assert [r.run_id for r in await store.list_runs(RunFilter())] == [big]
         assert await store.delete_run(big)
         assert await store.list_runs(RunFilter()) == []
+
+
+async def test_max_finished_runs_zero_keeps_no_finished_run() -> None:
+    async with MemoryStore(max_finished_runs=0) as store:
+        rid = "00000000-0000-4000-8000-000000000001"
+        await store.create_run(RunRecord(rid, "f", "flow", "running", "t", [None]))
+        assert await store.get_run(rid) is not None  # running runs are never evicted
+        await store.complete_run(rid, "completed", "t", [ItemRecord(0, "completed")], [])
+        assert await store.get_run(rid) is None

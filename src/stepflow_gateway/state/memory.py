@@ -319,13 +319,10 @@ class MemoryStore:
         self._finished_steps += steps - finished.get(run_id, 0)
         finished[run_id] = steps
         finished.move_to_end(run_id)
-        while len(finished) > 1 and (
+        keep = 1 if self.max_finished_runs else 0  # the newest stays, however many steps it has
+        while len(finished) > keep and (
             len(finished) > self.max_finished_runs or self._finished_steps > self.max_finished_steps
         ):
-            victim, victim_steps = finished.popitem(last=False)
-            self._finished_steps -= victim_steps
-            self._runs.pop(victim, None)
-        if len(finished) > self.max_finished_runs:  # max_finished_runs == 0: keep none
             victim, victim_steps = finished.popitem(last=False)
             self._finished_steps -= victim_steps
             self._runs.pop(victim, None)
