@@ -36,7 +36,10 @@ from .jsonrpc import (
     INTERNAL_ERROR,
     Handler,
     RpcError,
+    error_message,
     handle_request,
+    notification_message,
+    request_message,
 )
 
 __all__ = ["MAX_FRAME", "FramePeer"]
@@ -211,7 +214,7 @@ class FramePeer(asyncio.Protocol):
         except (TypeError, ValueError) as exc:  # a result the codec cannot represent
             log.warning("could not encode reply", peer=self.name, method=method, error=str(exc))
             error = RpcError(INTERNAL_ERROR, f"Internal error: result not serialisable: {exc}")
-            data = self._encode({"jsonrpc": "2.0", "id": request_id, "error": error.to_json()})
+            data = self._encode(error_message(request_id, error))
         try:
             self._write(data)
         except anyio.BrokenResourceError:
@@ -268,12 +271,7 @@ class FramePeer(asyncio.Protocol):
         if self._closed:
             raise TransportClosed(f"{CRASH_MESSAGE} ({self._close_reason})", plugin=self.name or None)
         request_id = self._prefix + str(next(self._ids))
-        message = {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "method": method,
-            "params": {} if params is None else params,
-        }
+        message = request_message(request_id, method, params)
         data = self._encode(message)
         future: asyncio.Future[Any] = self._loop.create_future()
         self._pending[request_id] = future
@@ -299,9 +297,7 @@ class FramePeer(asyncio.Protocol):
         if self._closed:
             raise TransportClosed(f"could not send {method}: {self._close_reason}", plugin=self.name or None)
         try:
-            self._write(
-                self._encode({"jsonrpc": "2.0", "method": method, "params": {} if params is None else params})
-            )
+            self._write(self._encode(notification_message(method, params)))
         except anyio.BrokenResourceError as exc:
             raise TransportClosed(
                 f"could not send {method}: connection closed", plugin=self.name or None

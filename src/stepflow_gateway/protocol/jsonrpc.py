@@ -97,6 +97,11 @@ def request_message(request_id: str | int, method: str, params: Any) -> dict[str
     return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {} if params is None else params}
 
 
+def notification_message(method: str, params: Any) -> dict[str, Any]:
+    # ``params`` is never omitted here either (stepflow-py drops notifications without it).
+    return {"jsonrpc": "2.0", "method": method, "params": {} if params is None else params}
+
+
 def response_message(request_id: Any, result: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "result": result}
 
@@ -285,8 +290,6 @@ class Peer:
     async def notify(self, method: str, params: Any = None) -> None:
         """Send a notification (``params`` defaults to ``{}``: stepflow-py drops it otherwise)."""
         try:
-            await self.channel.send(
-                {"jsonrpc": "2.0", "method": method, "params": {} if params is None else params}
-            )
+            await self.channel.send(notification_message(method, params))
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise TransportClosed(f"could not send {method}: {exc}", plugin=self.name or None) from exc

@@ -22,7 +22,7 @@ import structlog
 
 from ...errors import CallTimeout, ConnectError, PluginStartError, TransportClosed, TransportError
 from ...protocol.framing import dumps, loads
-from ...protocol.jsonrpc import RpcError, request_message
+from ...protocol.jsonrpc import RpcError, handle_request, notification_message, request_message
 from ..base import ExecutionContext
 from .callbacks import CallbackHandler
 from .config import HealthCheckConfig
@@ -229,24 +229,12 @@ class HttpChannel:
     async def _answer_callback(
         self, msg: dict[str, Any], headers: dict[str, str], ctx: ExecutionContext | None
     ) -> None:
-        from pydantic import ValidationError
+        async def serve(method: str, params: Any) -> Any:
+            return await self.callbacks.handle(method, params, ctx)
 
-        request_id = msg["id"]
-        try:
-            result = await self.callbacks.handle(msg["method"], msg.get("params") or {}, ctx)
-            reply: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "result": result}
-        except RpcError as exc:
-            reply = {"jsonrpc": "2.0", "id": request_id, "error": exc.to_json()}
-        except ValidationError:
-            err = RpcError(-32602, f"Invalid parameters for request {request_id}")
-            reply = {"jsonrpc": "2.0", "id": request_id, "error": err.to_json()}
-        except Exception as exc:  # the error boundary for callbacks over HTTP
-            log.exception("callback handler failed", plugin=self.plugin, method=msg.get("method"))
-            reply = {
-                "jsonrpc": "2.0",
-                "id": request_id,
-                "error": {"code": -32603, "message": f"Internal error: {exc}"},
-            }
+        # the one error boundary of incoming requests (protocol/jsonrpc.py), as over stdio
+        params = msg.get("params") or {}
+        reply = await handle_request(serve, msg["id"], msg["method"], params, peer=self.plugin)
         await self._post_quietly(reply, headers)
 
     async def _post_quietly(self, message: dict[str, Any], headers: dict[str, str]) -> None:
@@ -264,7 +252,7 @@ class HttpChannel:
         """POST a notification; any 2xx is fine (stepflow-py answers 202), anything else is logged."""
         import httpx2
 
-        message = {"jsonrpc": "2.0", "method": method, "params": {} if params is None else params}
+        message = notification_message(method, params)
         try:
             with anyio.fail_after(CALLBACK_POST_TIMEOUT):
                 resp = await self.client.post(self.url, content=dumps(message), headers=self.headers)
