@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import anyio
 import pytest
+from state_contract import check_run_listing
 from structlog.testing import capture_logs
 
 from stepflow_gateway.engine.result import FlowResult
@@ -144,27 +145,7 @@ async def test_returned_records_are_copies() -> None:
 
 async def test_list_runs_filters_depth_and_paging() -> None:
     async with MemoryStore() as store:
-        await store.create_run(run("root", flow_name="outer"))
-        await store.create_run(run("child", flow_name="inner", parent="root"))
-        await store.create_run(run("grandchild", flow_name="inner", parent="child"))
-        await store.create_run(run("other", flow_name="outer", flow_id="f2"))
-        await store.complete_run("other", "completed", T1, [], [])
-
-        async def ids(**kw: object) -> list[str]:
-            return [r.run_id for r in await store.list_runs(RunFilter(**kw))]  # type: ignore[arg-type]
-
-        assert await ids() == ["other", "grandchild", "child", "root"]
-        assert await ids(max_depth=0) == ["other", "root"]
-        assert await ids(max_depth=1) == ["other", "child", "root"]
-        assert await ids(root_run_id="root") == ["grandchild", "child", "root"]
-        assert await ids(parent_run_id="child") == ["grandchild"]
-        assert await ids(flow_name="inner") == ["grandchild", "child"]
-        assert await ids(status="completed") == ["other"]
-        assert await ids(status="running", flow_name="outer") == ["root"]
-        assert await ids(limit=2) == ["other", "grandchild"]
-        assert await ids(limit=2, offset=1) == ["grandchild", "child"]
-        assert await ids(offset=10) == []
-        assert await ids(limit=0) == []
+        await check_run_listing(store, run)
         grandchild = await store.get_run("grandchild")
         assert grandchild is not None and grandchild.root_run_id == "root"
         with pytest.raises(StateStoreError, match="must be >= 0"):
