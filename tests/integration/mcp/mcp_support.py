@@ -100,6 +100,18 @@ async def running_plugin(
             await plugin.close()
 
 
+async def assert_long_calls_overlap(plugin: Any) -> None:
+    """Three 1 s ``trigger-long-running-operation`` calls on one session end within 2.5 s together."""
+    started = time.perf_counter()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            for _ in range(3):
+                tg.start_soon(
+                    plugin.execute, "/trigger-long-running-operation", {"duration": 1, "steps": 2}, exec_ctx()
+                )
+    assert time.perf_counter() - started < 2.5
+
+
 async def wait_until(predicate: Callable[[], bool], limit_s: float = 10.0) -> None:
     """Poll ``predicate`` (bounded), for state changes that no event exposes."""
     with anyio.fail_after(limit_s):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp_support import HttpEverything, exec_ctx, running_plugin, wait_until
+from mcp_support import HttpEverything, assert_long_calls_overlap, exec_ctx, running_plugin, wait_until
 
 from stepflow_gateway.errors import ComponentError
 
@@ -42,17 +42,7 @@ async def test_sse_get_sum(tmp_path: Path, http_everything: Callable[[str], Http
 async def test_http_calls_overlap(tmp_path: Path, http_everything: Callable[[str], HttpEverything]) -> None:
     server = http_everything("streamableHttp")
     async with running_plugin({"url": server.url, "mode": "legacy"}, tmp_path) as plugin:
-        started = anyio.current_time()
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                for _ in range(3):
-                    tg.start_soon(
-                        plugin.execute,
-                        "/trigger-long-running-operation",
-                        {"duration": 1, "steps": 2},
-                        exec_ctx(),
-                    )
-        assert anyio.current_time() - started < 2.5
+        await assert_long_calls_overlap(plugin)
 
 
 async def test_http_server_restart_reinitialises_session(

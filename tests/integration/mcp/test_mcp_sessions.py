@@ -12,6 +12,7 @@ import anyio
 import pytest
 import structlog
 from mcp_support import (
+    assert_long_calls_overlap,
     everything_stdio_config,
     exec_ctx,
     fixture_config,
@@ -71,17 +72,7 @@ async def test_max_concurrency_serialises(tmp_path: Path, mode: str) -> None:
 
 async def test_everything_long_running_calls_overlap(tmp_path: Path) -> None:
     async with running_plugin(everything_stdio_config(), tmp_path, name="everything") as plugin:
-        started = time.perf_counter()
-        with anyio.fail_after(20):
-            async with anyio.create_task_group() as tg:
-                for _ in range(3):
-                    tg.start_soon(
-                        plugin.execute,
-                        "/trigger-long-running-operation",
-                        {"duration": 1, "steps": 2},
-                        exec_ctx(),
-                    )
-        assert time.perf_counter() - started < 2.5
+        await assert_long_calls_overlap(plugin)
 
 
 async def test_timeout_then_same_session_works(tmp_path: Path) -> None:
