@@ -90,13 +90,7 @@ def _parse_flow(value: Any, source: str | None) -> LoadedFlow:
     schema_tag = value.get("schema")
     if schema_tag is not None and schema_tag != FLOW_SCHEMA_URL:
         diags.append(make_diagnostic("unknownField", "$.schema", f"unsupported flow schema {schema_tag!r}"))
-    for key in value:
-        if key not in _FLOW_KEYS:
-            hint = _STALE_HINTS.get(key)
-            msg = f"unknown key '{key}' is ignored"
-            if hint:
-                msg += f" (did you mean {hint}?)"
-            diags.append(make_diagnostic("unknownField", f"$.{key}", msg))
+    _note_unknown_keys(value, _FLOW_KEYS, "$", "key", diags)
 
     name = _opt_str(value, "name", "$")
     description = _opt_str(value, "description", "$")
@@ -142,6 +136,19 @@ def _parse_flow(value: Any, source: str | None) -> LoadedFlow:
     return LoadedFlow(flow, diags, has_schema_tag=schema_tag == FLOW_SCHEMA_URL)
 
 
+def _note_unknown_keys(
+    obj: dict[str, Any], known: Any, where: str, noun: str, diags: list[Diagnostic]
+) -> None:
+    """An ``unknownField`` warning per key not in ``known``, naming the key's new name if it was renamed."""
+    for key in obj:
+        if key not in known:
+            hint = _STALE_HINTS.get(key)
+            msg = f"unknown {noun} '{key}' is ignored"
+            if hint:
+                msg += f" (did you mean {hint}?)"
+            diags.append(make_diagnostic("unknownField", f"{where}.{key}", msg))
+
+
 def _opt_str(obj: dict[str, Any], key: str, where: str) -> str | None:
     v = obj.get(key)
     if v is None:
@@ -155,13 +162,7 @@ def _parse_step(raw: Any, index: int, notes: CompileNotes, diags: list[Diagnosti
     where = f"$.steps[{index}]"
     if not isinstance(raw, dict):
         raise FlowLoadError("a step must be an object with 'id' and 'component'", json_path=where)
-    for key in raw:
-        if key not in _STEP_KEYS:
-            hint = _STALE_HINTS.get(key)
-            msg = f"unknown step key '{key}' is ignored"
-            if hint:
-                msg += f" (did you mean {hint}?)"
-            diags.append(make_diagnostic("unknownField", f"{where}.{key}", msg))
+    _note_unknown_keys(raw, _STEP_KEYS, where, "step key", diags)
     step_id = raw.get("id")
     if step_id is None:
         raise FlowLoadError("step is missing its 'id'", json_path=where)
