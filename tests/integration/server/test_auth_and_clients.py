@@ -134,43 +134,19 @@ def test_submit_cli(start_server, tmp_path: Path) -> None:
     server = start_server()
     flow = tmp_path / "flow.yaml"
     flow.write_text(json.dumps(BLOB_DEMO))
-    one = subprocess.run(
-        [
-            str(GATEWAY),
-            "submit",
-            "--url",
-            server.url,
-            "--flow",
-            str(flow),
-            "--input-json",
-            '{"payload": {"a": 1}}',
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+
+    def submit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(GATEWAY), "submit", "--url", server.url, *args], capture_output=True, text=True, timeout=60
+        )
+
+    one = submit("--flow", str(flow), "--input-json", '{"payload": {"a": 1}}')
     assert one.returncode == 0, one.stderr
     assert json.loads(one.stdout)["result"]["roundtrip"] == {"a": 1}
 
     batch_file = tmp_path / "in.jsonl"
     batch_file.write_text('{"payload": 1}\n{"payload": 2}\n')
-    batch = subprocess.run(
-        [
-            str(GATEWAY),
-            "submit",
-            "--url",
-            server.url,
-            "--flow",
-            str(flow),
-            "--inputs",
-            str(batch_file),
-            "--max-concurrent",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    batch = submit("--flow", str(flow), "--inputs", str(batch_file), "--max-concurrent", "1")
     assert batch.returncode == 0, batch.stderr
     assert [json.loads(line)["result"]["roundtrip"] for line in batch.stdout.splitlines()] == [1, 2]
 
@@ -184,22 +160,12 @@ def test_submit_cli(start_server, tmp_path: Path) -> None:
             }
         )
     )
-    failed = subprocess.run(
-        [str(GATEWAY), "submit", "--url", server.url, "--flow", str(bad), "--input-json", "{}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    failed = submit("--flow", str(bad), "--input-json", "{}")
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["outcome"] == "failed"
 
     server.stop()
-    gone = subprocess.run(
-        [str(GATEWAY), "submit", "--url", server.url, "--flow", str(flow), "--input-json", "{}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    gone = submit("--flow", str(flow), "--input-json", "{}")
     assert gone.returncode == 3 and "cannot reach the server" in gone.stderr and gone.stdout == ""
 
 
