@@ -192,7 +192,7 @@ def create_app(
             await rt.recover_interrupted()
             rt.catalogue = await FlowCatalogue.load(gw.store)
             async with anyio.create_task_group() as tg:
-                gw.task_group = GuardedTaskGroup(tg, gw)
+                gw.task_group = GuardedTaskGroup(tg)
                 app.state.runtime = rt
                 launcher = app.state.mcp_launcher = McpLauncher(rt, tg)
                 # Everything allocated so far lives as long as the server: move it out of the

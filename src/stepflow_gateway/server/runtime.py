@@ -75,13 +75,12 @@ class ServerSettings:
 class GuardedTaskGroup:
     """The app task group as ``Gateway.task_group``: a background run that raises never takes the server down.
 
-    An engine or store failure in a background run is logged; the run is marked failed and its
-    waiters are released, so a ``POST /runs`` waiting on it answers instead of hanging.
+    The error is logged here; the run itself was already recorded and its waiters released by
+    ``Gateway._execute``, so a ``POST /runs`` waiting on it answers instead of hanging.
     """
 
-    def __init__(self, tg: Any, gw: Gateway) -> None:
+    def __init__(self, tg: Any) -> None:
         self._tg = tg
-        self._gw = gw
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: Any = None) -> None:
         self._tg.start_soon(self._guard, fn, args, name=name)
@@ -91,12 +90,6 @@ class GuardedTaskGroup:
             await fn(*args)
         except Exception as exc:
             log.error("background run failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
-            for a in args:
-                if isinstance(a, RunHandle) and not a.done.is_set():
-                    a.record.status = "failed"
-                    a.record.completed_at = now_iso()
-                    self._gw.live.pop(a.run_id, None)
-                    a.done.set()
 
 
 @dataclass(slots=True)
