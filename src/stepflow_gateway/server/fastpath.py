@@ -9,8 +9,8 @@ Behaviour is the same as the Starlette route, by construction:
 
 * Anything out of the ordinary goes to the Starlette stack with the body *replayed* (the bytes
   already read, then the rest of the original ``receive``): a key that does not check out (→ 401
-  from ``ApiKeyMiddleware``), a body that is not JSON or not of the plain shape (``flowId`` string,
-  ``input`` list, ``wait`` boolean, no variables/overrides/maxConcurrency), a body over the size
+  from ``ApiKeyMiddleware``), a body that is not JSON or not of the plain shape
+  (``request_bodies.plain_create_run``, the full handler's own first tier), a body over the size
   limit (→ 413), an unknown flow (→ 404), ``/health?error=…``. So every error message and status
   comes from the one code path in ``api.py``/``errors.py``.
 * Exceptions raised while starting or waiting for the run go through ``errors.EXCEPTION_HANDLERS``.
@@ -34,6 +34,7 @@ from ..logging import get_logger
 from .api import run_response
 from .auth import key_allowed
 from .errors import EXCEPTION_HANDLERS
+from .request_bodies import plain_create_run
 
 __all__ = ["FastAnswer", "GatewayApp", "answer_headers", "encode_json"]
 
@@ -41,8 +42,6 @@ log = get_logger(__name__)
 
 _RUNS = "/api/v1/runs"
 _HEALTH = "/api/v1/health"
-_SLOW_KEYS = ("variables", "overrides", "maxConcurrency", "max_concurrency")
-"""Body keys the fast path leaves to the full handler when they carry a value."""
 
 FastAnswer: TypeAlias = tuple[int, bytes, Any]
 """``(status, JSON body, extra headers)``."""
@@ -102,7 +101,8 @@ class GatewayApp(Starlette):
 
     @staticmethod
     async def _answer(scope: Scope, send: Send, status: int, body: bytes, extra: Any = ()) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": answer_headers(scope, body, extra)})
+        headers = answer_headers(scope, body, extra)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def full_stack(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -149,23 +149,18 @@ class GatewayApp(Starlette):
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        if type(body) is not dict:
-            return _replay([raw], False, receive)
-        flow_id = body.get("flowId")
-        inputs = body.get("input")
-        wait = body.get("wait", True)
-        if (
-            type(flow_id) is not str
-            or type(inputs) is not list
-            or type(wait) is not bool
-            or (len(body) > 2 and any(body.get(k) is not None for k in _SLOW_KEYS))
-        ):
+        run = plain_create_run(body)
+        if run is None:  # the full handler parses it (and words any error)
             return _replay([raw], False, receive)
         try:
-            flow = await rt.gw.get_flow(flow_id)
+            flow = await rt.gw.get_flow(run.flow_id)
             if flow is None:  # the full handler words the 404
                 return _replay([raw], False, receive)
-            return 200, encode_json(await run_response(rt, flow, inputs, wait)), ()
+            out = await run_response(
+                rt, flow, run.input, run.wait, variables=run.variables, overrides=run.overrides,
+                max_concurrency=run.max_concurrency,
+            )
+            return 200, encode_json(out), ()
         except Exception as exc:
             return await self._error(scope, receive, exc)
 

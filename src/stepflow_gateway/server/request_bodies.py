@@ -31,6 +31,7 @@ __all__ = [
     "create_run_body",
     "create_run_from",
     "decode_json",
+    "plain_create_run",
     "read_body",
     "store_flow_body",
     "store_flow_from",
@@ -111,24 +112,34 @@ async def create_run_body(request: Request, limit: int) -> CreateRunBody:
     return create_run_from(decode_json(await read_body(request, limit)))
 
 
+def plain_create_run(value: Any) -> CreateRunBody | None:
+    """A decoded ``POST /runs`` body of the plain shape as ``CreateRunBody``, else ``None`` (no pydantic:
+    the raw fast path uses this too, and hands anything else to the full handler)."""
+    if type(value) is not dict or any(k in value for k in _RUN_SNAKE_NAMES):
+        return None
+    flow_id = value.get("flowId")
+    inputs = value.get("input")
+    variables = value.get("variables")
+    overrides = value.get("overrides")
+    cap = value.get("maxConcurrency")
+    wait = value.get("wait", True)
+    if (
+        type(flow_id) is str
+        and type(inputs) is list
+        and (variables is None or type(variables) is dict)
+        and (overrides is None or type(overrides) is dict)
+        and (cap is None or (type(cap) is int and cap >= 1))
+        and type(wait) is bool
+    ):
+        return CreateRunBody(flow_id, inputs, variables, overrides, cap, wait)
+    return None
+
+
 def create_run_from(value: Any) -> CreateRunBody:
     """A decoded ``POST /runs`` body as ``CreateRunBody``, or a 422."""
-    if type(value) is dict and not any(k in value for k in _RUN_SNAKE_NAMES):
-        flow_id = value.get("flowId")
-        inputs = value.get("input")
-        variables = value.get("variables")
-        overrides = value.get("overrides")
-        cap = value.get("maxConcurrency")
-        wait = value.get("wait", True)
-        if (
-            type(flow_id) is str
-            and type(inputs) is list
-            and (variables is None or type(variables) is dict)
-            and (overrides is None or type(overrides) is dict)
-            and (cap is None or (type(cap) is int and cap >= 1))
-            and type(wait) is bool
-        ):
-            return CreateRunBody(flow_id, inputs, variables, overrides, cap, wait)
+    plain = plain_create_run(value)
+    if plain is not None:
+        return plain
     from .models import CreateRunRequest, validate_body
 
     model = validate_body(CreateRunRequest, value)

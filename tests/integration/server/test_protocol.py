@@ -142,7 +142,7 @@ def test_bodies_the_fast_path_leaves_to_the_handlers(start_server) -> None:
         conn.send(run_request("f" * 64, "x"))
         status, _, body = conn.response()
         assert status == 404 and "f" * 64 in json.loads(body)["message"], body
-        # variables go to the full handler too; the answer is the same shape
+        # a body with variables (plain shape, taken here as by the full handler)
         body_vars = json.dumps({"flowId": fid, "input": [{"q": "v"}], "variables": {"a": 1}}).encode()
         conn.send(
             b"POST /api/v1/runs HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s" % (len(body_vars), body_vars)
