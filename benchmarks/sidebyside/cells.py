@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import statistics
-import tempfile
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -182,8 +181,7 @@ class Bench:
         rt = self.runtimes["ours"]
         row = self.res.row("cli", "`run` of noop-1, builtin config, wall", "ms", "lower")
         row.values["upstream"] = na("0.9.0 ships no run command")
-        workdir = Path(tempfile.mkdtemp(prefix="sidebyside-cli-"))
-        flow_path = workdir / "noop-1.json"
+        flow_path = rt.logdir / "cli-noop-1.json"  # the harness's work directory
         flow_path.write_text(json.dumps(load_flow("noop-1", self.flows_dir)))
         argv = [
             str(rt.tools.gateway), "run", "--flow", str(flow_path), "--input-json", json.dumps(INPUT[0]),
