@@ -24,13 +24,17 @@ from stepflow_gateway.gateway import Gateway
 
 
 def chain_flow(n: int) -> dict:
-    steps = [{"id": "s1", "component": "/builtin/create_messages", "input": {"user_prompt": {"$input": "data"}}}]
+    steps = [
+        {"id": "s1", "component": "/builtin/create_messages", "input": {"user_prompt": {"$input": "data"}}}
+    ]
     for i in range(2, n + 1):
-        steps.append({
-            "id": f"s{i}",
-            "component": "/builtin/create_messages",
-            "input": {"user_prompt": {"$step": f"s{i - 1}", "path": "$.messages[0].content"}},
-        })
+        steps.append(
+            {
+                "id": f"s{i}",
+                "component": "/builtin/create_messages",
+                "input": {"user_prompt": {"$step": f"s{i - 1}", "path": "$.messages[0].content"}},
+            }
+        )
     return {"name": f"chain-{n}", "steps": steps, "output": {"$step": f"s{n}"}}
 
 
@@ -47,7 +51,9 @@ async def main(sizes: list[int], repeat: int) -> None:
                 times.append(time.perf_counter() - t0)
                 assert r.outcome == "success", r
             best, med = min(times), statistics.median(times)
-            print(f"{n:>6} {best * 1e3:>10.2f} {med * 1e3:>10.2f} {best / n * 1e6:>15.1f} {med / n * 1e6:>17.1f}")
+            print(
+                f"{n:>6} {best * 1e3:>10.2f} {med * 1e3:>10.2f} {best / n * 1e6:>15.1f} {med / n * 1e6:>17.1f}"
+            )
 
 
 if __name__ == "__main__":

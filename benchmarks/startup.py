@@ -67,10 +67,19 @@ def _one(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[float, fl
 
 
 def _count_imports(cmd: list[str], env: dict[str, str], timeout: float) -> int:
-    out = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], env=env, cwd=ROOT, capture_output=True,
-                         timeout=timeout, check=True)
-    return sum(1 for line in out.stderr.decode(errors="replace").splitlines()
-               if line.startswith("import time:") and "|" in line and "imported package" not in line)
+    out = subprocess.run(
+        [cmd[0], "-X", "importtime", *cmd[1:]],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=timeout,
+        check=True,
+    )
+    return sum(
+        1
+        for line in out.stderr.decode(errors="replace").splitlines()
+        if line.startswith("import time:") and "|" in line and "imported package" not in line
+    )
 
 
 def main() -> None:
@@ -94,11 +103,16 @@ def main() -> None:
         imports = _count_imports(cmd, env, args.timeout)
     walls = sorted(w for w, _ in samples)
     cpus = [c for _, c in samples]
-    print(f"stepflow-gateway run --flow {args.flow}" + (f" (src {args.src})" if args.src else "")
-          + (" [no bytecode cache]" if args.no_bytecode else ""))
-    print(f"  runs {args.runs}: median {statistics.median(walls) * 1000:.0f} ms wall "
-          f"(min {walls[0] * 1000:.0f}, max {walls[-1] * 1000:.0f}), "
-          f"median cpu {statistics.median(cpus) * 1000:.0f} ms, {imports} modules imported")
+    print(
+        f"stepflow-gateway run --flow {args.flow}"
+        + (f" (src {args.src})" if args.src else "")
+        + (" [no bytecode cache]" if args.no_bytecode else "")
+    )
+    print(
+        f"  runs {args.runs}: median {statistics.median(walls) * 1000:.0f} ms wall "
+        f"(min {walls[0] * 1000:.0f}, max {walls[-1] * 1000:.0f}), "
+        f"median cpu {statistics.median(cpus) * 1000:.0f} ms, {imports} modules imported"
+    )
 
 
 if __name__ == "__main__":

@@ -184,8 +184,14 @@ class Bench:
         flow_path = rt.logdir / "cli-noop-1.json"  # the harness's work directory
         flow_path.write_text(json.dumps(load_flow("noop-1", self.flows_dir)))
         argv = [
-            str(rt.tools.gateway), "run", "--flow", str(flow_path), "--input-json", json.dumps(INPUT[0]),
-            "--config", str(self.configs["builtin"]),
+            str(rt.tools.gateway),
+            "run",
+            "--flow",
+            str(flow_path),
+            "--input-json",
+            json.dumps(INPUT[0]),
+            "--config",
+            str(self.configs["builtin"]),
         ]
         if rt.server_cpu is not None and shutil.which("taskset"):
             argv = ["taskset", "-c", str(rt.server_cpu), *argv]

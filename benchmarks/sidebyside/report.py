@@ -23,8 +23,22 @@ TARGETS = [
     ("python-echo runs/s at c=32, ours/upstream", "python-echo", "runs/s c=32", "ratio", ">=", 1.0),
     ("mcp-echo runs/s at c=32, ours/upstream", "mcp-echo", "runs/s c=32", "ratio", ">=", 3.0),
     # ms per run of 1000 steps is numerically µs per step
-    ("chain-1000 server CPU per step, ours (µs)", "chain-1000", "server CPU per run (all cells)", "ours", "<=", 22.0),
-    ("`stepflow-gateway run` builtin flow, wall (ms)", "cli", "`run` of noop-1, builtin config, wall", "ours", "<=", 250.0),
+    (
+        "chain-1000 server CPU per step, ours (µs)",
+        "chain-1000",
+        "server CPU per run (all cells)",
+        "ours",
+        "<=",
+        22.0,
+    ),
+    (
+        "`stepflow-gateway run` builtin flow, wall (ms)",
+        "cli",
+        "`run` of noop-1, builtin config, wall",
+        "ours",
+        "<=",
+        250.0,
+    ),
 ]
 
 

@@ -28,7 +28,17 @@ from pathlib import Path
 
 from . import client, procstat
 
-__all__ = ["PORTS", "RUNTIMES", "Runtime", "Server", "StartError", "Tools", "compile_gateway", "running", "write_configs"]
+__all__ = [
+    "PORTS",
+    "RUNTIMES",
+    "Runtime",
+    "Server",
+    "StartError",
+    "Tools",
+    "compile_gateway",
+    "running",
+    "write_configs",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "benchmarks"
@@ -121,7 +131,10 @@ def compile_gateway(tools: Tools) -> str:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     done = subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(package)],
-        env=env, capture_output=True, timeout=COMPILE_TIMEOUT_S, check=False,
+        env=env,
+        capture_output=True,
+        timeout=COMPILE_TIMEOUT_S,
+        check=False,
     )
     return "compiled (compileall)" if done.returncode == 0 else f"compileall failed: {done.stderr[-200:]!r}"
 

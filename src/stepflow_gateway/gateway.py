@@ -136,8 +136,14 @@ class RunHandle:
         else:
             results = [item.result for item in self.execution.items]
             results += [None] * (len(self.record.inputs) - len(results))
-        return RunInfo(self.run_id, self.execution.plan.flow_id, self.record.status, results,
-                       self.record.created_at, self.record.completed_at)
+        return RunInfo(
+            self.run_id,
+            self.execution.plan.flow_id,
+            self.record.status,
+            results,
+            self.record.created_at,
+            self.record.completed_at,
+        )
 
     def cancel(self) -> None:
         self.execution.cancel()
@@ -161,8 +167,16 @@ class StepLog(Sequence[StepRecord]):
     def records(self) -> list[StepRecord]:
         if self._records is None:
             self._records = [
-                StepRecord(item, idx, step.id, step.component, status, result,
-                           now_iso(started) if started else None, now_iso(finished) if finished else None)
+                StepRecord(
+                    item,
+                    idx,
+                    step.id,
+                    step.component,
+                    status,
+                    result,
+                    now_iso(started) if started else None,
+                    now_iso(finished) if finished else None,
+                )
                 for item, idx, step, status, result, started, finished in RunExecution.step_states(self._view)
             ]
             self._view = None
@@ -204,9 +218,16 @@ def _item_status(result: FlowResult, run_cancelled: bool) -> str:
 class Gateway:
     """Plugins + router + state store + executor. An async context manager."""
 
-    def __init__(self, config: Any, *, store: StateStore | None = None, mode: str = "run",
-                 config_warnings: list[Any] | None = None, environ: Mapping[str, str] | None = None,
-                 record_steps: bool | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        *,
+        store: StateStore | None = None,
+        mode: str = "run",
+        config_warnings: list[Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        record_steps: bool | None = None,
+    ) -> None:
         self.config = config
         self.mode = mode
         self.config_warnings = config_warnings or []
@@ -226,8 +247,14 @@ class Gateway:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, path: str | os.PathLike[str] | None = None, *, flow_path: str | os.PathLike[str] | None = None,
-                    mode: str = "run", **kw: Any) -> Gateway:
+    def from_config(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        flow_path: str | os.PathLike[str] | None = None,
+        mode: str = "run",
+        **kw: Any,
+    ) -> Gateway:
         """Find and load a config (config.md §1 discovery) and build a gateway (not yet started)."""
         from .config.load import find_config, load_config
 
@@ -251,8 +278,11 @@ class Gateway:
         if self._store is None:
             data_dir = Path(self.config.working_directory) / ".stepflow-gateway"
             explicit = getattr(self.config, "state_store_explicit", True)
-            self.store = open_store(self.config.state_store if explicit else None,
-                                    default="sqlite" if self.mode == "serve" else "memory", data_dir=data_dir)
+            self.store = open_store(
+                self.config.state_store if explicit else None,
+                default="sqlite" if self.mode == "serve" else "memory",
+                data_dir=data_dir,
+            )
         await self.store.open()
         self.plugin_set = PluginSet(self.config, self, environ=self.environ)
         try:
@@ -261,7 +291,9 @@ class Gateway:
             with anyio.CancelScope(shield=True):
                 await self.store.close()
             raise
-        self.dispatch = Dispatch(self.router, self.plugin_set.plugins, self, getattr(self.config.retry, "backoff", None))
+        self.dispatch = Dispatch(
+            self.router, self.plugin_set.plugins, self, getattr(self.config.retry, "backoff", None)
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -290,7 +322,11 @@ class Gateway:
     def _route_for_validation(self, component: str) -> tuple[str, str] | str:
         try:
             if self.router.needs_input(component):
-                return self.router.resolve_static(component) if hasattr(self.router, "resolve_static") else ("", "")
+                return (
+                    self.router.resolve_static(component)
+                    if hasattr(self.router, "resolve_static")
+                    else ("", "")
+                )
             return self.router.resolve(component, None)
         except GatewayError as exc:
             return exc.message
@@ -410,8 +446,12 @@ class Gateway:
             variables=variables,
         )
         execution = RunExecution(
-            plan, list(inputs), self.dispatch,  # type: ignore[arg-type]
-            run_id=run_id, root_run_id=root, variables=variables,
+            plan,
+            list(inputs),
+            self.dispatch,  # type: ignore[arg-type]
+            run_id=run_id,
+            root_run_id=root,
+            variables=variables,
             max_concurrency=max_concurrency,
         )
         handle = RunHandle(run_id, flow, execution, record)
@@ -454,8 +494,11 @@ class Gateway:
                     try:
                         await self._record_end(handle, results)
                     except Exception as record_exc:  # the first error is the one to report
-                        log.error("could not record the end of a run", run_id=handle.run_id,
-                                  error=f"{type(record_exc).__name__}: {record_exc}")
+                        log.error(
+                            "could not record the end of a run",
+                            run_id=handle.run_id,
+                            error=f"{type(record_exc).__name__}: {record_exc}",
+                        )
                 raise
             await self._record_end(handle, results)
         finally:
@@ -471,7 +514,9 @@ class Gateway:
             rec.status = "cancelled"
         else:
             rec.status = "failed" if any(r.outcome == "failed" for r in results) else "completed"
-        items = [ItemRecord(i, _item_status(r, cancelled), r, rec.completed_at) for i, r in enumerate(results)]
+        items = [
+            ItemRecord(i, _item_status(r, cancelled), r, rec.completed_at) for i, r in enumerate(results)
+        ]
         rec.items = items
         if self.mode == "serve" or self.record_steps:
             steps = StepLog(handle.execution)
@@ -515,16 +560,24 @@ class Gateway:
             data = {"schema": "https://stepflow.org/schemas/v1/flow.json", **data}
         return data, blob_type
 
-    async def submit_run(self, flow_id: str, inputs: list[Any], *, wait: bool = True,
-                         max_concurrency: int | None = None, overrides: Any = None,
-                         parent: ExecutionContext | None = None) -> RunInfo:
+    async def submit_run(
+        self,
+        flow_id: str,
+        inputs: list[Any],
+        *,
+        wait: bool = True,
+        max_concurrency: int | None = None,
+        overrides: Any = None,
+        parent: ExecutionContext | None = None,
+    ) -> RunInfo:
         flow = await self.get_flow(flow_id)
         if flow is None:
             raise GatewayError(f"Flow not found: {flow_id}", code=404)
         if not wait and self.task_group is None:
             wait = True  # no background task group outside serve: run to completion
-        handle = await self.submit(flow, inputs, max_concurrency=max_concurrency, overrides=overrides,
-                                   parent=parent, wait=wait)
+        handle = await self.submit(
+            flow, inputs, max_concurrency=max_concurrency, overrides=overrides, parent=parent, wait=wait
+        )
         return handle.info()
 
     async def get_run(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> RunInfo:
@@ -537,8 +590,14 @@ class Gateway:
         rec = await self.store.get_run(run_id)
         if rec is None:
             raise RunNotFound(f"Execution '{run_id}' not found")
-        return RunInfo(rec.run_id, rec.flow_id, rec.status, [i.result for i in rec.items], rec.created_at,
-                       rec.completed_at)
+        return RunInfo(
+            rec.run_id,
+            rec.flow_id,
+            rec.status,
+            [i.result for i in rec.items],
+            rec.created_at,
+            rec.completed_at,
+        )
 
     async def flow_metadata(self, flow_id: str, step_id: str | None = None) -> dict[str, Any]:
         flow = await self.get_flow(flow_id)

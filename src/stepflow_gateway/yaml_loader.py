@@ -216,14 +216,31 @@ class _ResolverMixin:
     def descend_resolver(self, current_node: Any, current_index: Any) -> None:
         self._depth += 1
         if self._depth > _MAX_DEPTH:
-            raise _TooDeep
+            raise _TooDeep(getattr(current_node, "start_mark", None))
 
     def ascend_resolver(self) -> None:
         self._depth -= 1
 
 
 class _TooDeep(Exception):
-    """The document nests deeper than ``_MAX_DEPTH``."""
+    """The document nests deeper than ``_MAX_DEPTH``; carries the mark of the deepest node seen."""
+
+    def __init__(self, mark: Any = None) -> None:
+        super().__init__(mark)
+        self.mark = mark
+
+
+# PyYAML >= 6.0.3 has a depth bound of its own in the scanner (1000 flow levels); its error is
+# worded "exceeded maximum nesting depth". It is mapped to ours so that every PyYAML 6.x gives one
+# message, whichever bound is hit first. Matched loosely ("nesting depth") on purpose.
+_PYYAML_DEPTH_WORDS = "nesting depth"
+
+
+def _too_deep(source: str | None, mark: Any = None) -> YamlError:
+    problem = f"the document is nested too deeply (more than {_MAX_DEPTH} levels)"
+    if mark is None:
+        return YamlError(problem, source=source)
+    return YamlError(problem, source=source, line=mark.line + 1, column=mark.column + 1)
 
 
 # Real flows nest a few dozen levels; the builder needs two Python frames per level.
@@ -257,6 +274,8 @@ def _compose(text: str, source: str | None) -> Node | None:
         return composer.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if exc.problem and _PYYAML_DEPTH_WORDS in exc.problem:
+            raise _too_deep(source, mark) from None
         if exc.context and "single document" in exc.context:
             problem = "multi-document YAML is not supported; a flow or config is exactly one document"
         else:
@@ -275,9 +294,10 @@ def _compose(text: str, source: str | None) -> Node | None:
         raise YamlError(f"invalid YAML: {' '.join(str(exc).split())}", source=source) from None
     except UnicodeError:
         raise YamlError("the text is not valid Unicode (lone surrogate)", source=source) from None
-    except (RecursionError, _TooDeep):
-        problem = f"the document is nested too deeply (more than {_MAX_DEPTH} levels)"
-        raise YamlError(problem, source=source) from None
+    except _TooDeep as exc:
+        raise _too_deep(source, exc.mark) from None
+    except RecursionError:
+        raise _too_deep(source) from None
     finally:
         if composer is not None:
             composer.dispose()
@@ -487,9 +507,10 @@ def load_yaml(text: str, *, source: str | None = None) -> YamlDocument:
     builder = _Builder(source)
     try:
         value = builder.build(node)
-    except (RecursionError, _TooDeep):
-        problem = f"the document is nested too deeply (more than {_MAX_DEPTH} levels)"
-        raise YamlError(problem, source=source) from None
+    except _TooDeep as exc:
+        raise _too_deep(source, exc.mark) from None
+    except RecursionError:
+        raise _too_deep(source) from None
     return YamlDocument(value, builder.duplicates)
 
 

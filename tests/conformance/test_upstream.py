@@ -10,9 +10,9 @@ import re
 import shutil
 from pathlib import Path
 
+import peers
 import pytest
 
-import peers
 from stepflow_gateway.engine.testing import run_tests
 
 pytestmark = pytest.mark.anyio

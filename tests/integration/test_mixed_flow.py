@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import anyio
+import peers
 import pytest
 
-import peers
 from stepflow_gateway.gateway import Gateway
 
 pytestmark = pytest.mark.anyio

@@ -35,8 +35,23 @@ _PROBE = textwrap.dedent(
     """
 )
 
-HEAVY = ("pydantic", "pydantic_core", "jsonschema", "structlog", "mcp", "starlette", "uvicorn", "httpx2",
-         "httpx", "httpcore", "rich", "referencing", "attrs", "importlib.metadata", "email")
+HEAVY = (
+    "pydantic",
+    "pydantic_core",
+    "jsonschema",
+    "structlog",
+    "mcp",
+    "starlette",
+    "uvicorn",
+    "httpx2",
+    "httpx",
+    "httpcore",
+    "rich",
+    "referencing",
+    "attrs",
+    "importlib.metadata",
+    "email",
+)
 """Never needed by a builtin-only run of a flow whose schema is plain (or absent)."""
 
 
@@ -44,7 +59,10 @@ def _probe(args: list[str], cwd: Path) -> tuple[int, str, str, set[str]]:
     """Run the CLI in a fresh interpreter: (exit code, stdout, stderr, imported modules)."""
     proc = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(args)],
-        cwd=cwd, capture_output=True, text=True, timeout=60,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     err, sep, tail = proc.stderr.rpartition("@@MODULES@@")
     assert sep, f"the probe did not finish (exit {proc.returncode}): {proc.stderr[-2000:]}"
@@ -74,9 +92,18 @@ def test_hello_with_a_plain_input_schema_loads_no_heavy_library(tmp_path: Path) 
     loaded = [name for name in HEAVY if _loaded(modules, name)]
     assert loaded == [], f"a builtin run imported {loaded}"
     assert "stepflow_gateway.config._pydantic" not in modules
-    assert not any(m.startswith(("stepflow_gateway.server", "stepflow_gateway.plugins.mcp",
-                                 "stepflow_gateway.plugins.stepflow", "stepflow_gateway.protocol",
-                                 "stepflow_gateway.sdk")) for m in modules)
+    assert not any(
+        m.startswith(
+            (
+                "stepflow_gateway.server",
+                "stepflow_gateway.plugins.mcp",
+                "stepflow_gateway.plugins.stepflow",
+                "stepflow_gateway.protocol",
+                "stepflow_gateway.sdk",
+            )
+        )
+        for m in modules
+    )
 
 
 def test_schemaless_flow_with_inline_input(tmp_path: Path) -> None:
@@ -117,8 +144,16 @@ def test_a_config_with_only_builtin_loads_no_pydantic(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     result, modules, err = _run(
-        ["run", "--flow", str(EXAMPLES / "hello.yaml"), "--input", str(EXAMPLES / "hello-input.json"),
-         "--config", str(tmp_path / "stepflow-config.yml")], tmp_path
+        [
+            "run",
+            "--flow",
+            str(EXAMPLES / "hello.yaml"),
+            "--input",
+            str(EXAMPLES / "hello-input.json"),
+            "--config",
+            str(tmp_path / "stepflow-config.yml"),
+        ],
+        tmp_path,
     )
     assert result["outcome"] == "success"
     assert err.strip() == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -344,12 +345,23 @@ def test_lone_surrogate_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["[" * 100_000 + "]" * 100_000, "a:\n" + "".join("  " * i + "-\n" for i in range(1, 2000))]
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,  # past PyYAML >= 6.0.3's own scanner bound (1000 flow levels)
+        "x: " + "[" * 600 + "]" * 600,  # past ours (400), under PyYAML's
+        "a:\n" + "".join("  " * i + "-\n" for i in range(1, 2000)),  # block style
+    ],
 )
 def test_deep_nesting_is_an_error_not_a_crash(text: str) -> None:
     # libyaml's composer recurses in C: without the depth bound this would overflow the C stack.
-    with pytest.raises(YamlError, match="nested too deeply"):
+    # Whichever bound is hit (ours or PyYAML's, which 6.0.3 added), the error is ours: the file,
+    # a line and column, and the limit.
+    with pytest.raises(YamlError) as caught:
         load_yaml(text, source="deep.yaml")
+    message = str(caught.value)
+    assert re.search(r"deep\.yaml.*line \d+, column \d+: the document is nested too deeply", message), message
+    assert "(more than 400 levels)" in message
+    assert caught.value.line is not None and caught.value.line >= 1
 
 
 def test_moderate_nesting_is_fine() -> None:

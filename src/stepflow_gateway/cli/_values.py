@@ -9,8 +9,9 @@ from typing import Any
 from ..errors import FlowError
 
 
-def read_value(path: Path | None = None, json_text: str | None = None, yaml_text: str | None = None,
-               *, what: str) -> Any:
+def read_value(
+    path: Path | None = None, json_text: str | None = None, yaml_text: str | None = None, *, what: str
+) -> Any:
     """The value of exactly one of ``--X FILE`` / ``--X-json`` / ``--X-yaml``; ``None`` when none given."""
     given = [v for v in (path, json_text, yaml_text) if v is not None]
     if len(given) > 1:

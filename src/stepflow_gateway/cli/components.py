@@ -16,7 +16,9 @@ from .render import fail, print_config_warnings, write_json
 def list_components_command(
     config: Annotated[Path | None, typer.Option("--config", help="Config file.")] = None,
     format: Annotated[str, typer.Option("--format", help="pretty | json | yaml")] = "pretty",
-    schemas: Annotated[bool, typer.Option("--schemas/--no-schemas", help="Include input/output schemas.")] = True,
+    schemas: Annotated[
+        bool, typer.Option("--schemas/--no-schemas", help="Include input/output schemas.")
+    ] = True,
     hide_unreachable: Annotated[bool, typer.Option("--hide-unreachable")] = False,
 ) -> None:
     """List every component of every configured plugin with its public path."""

@@ -37,18 +37,27 @@ def run_command(
     input: Annotated[Path | None, typer.Option("--input", help="Input file (JSON or YAML).")] = None,
     input_json: Annotated[str | None, typer.Option("--input-json", help="Input as JSON text.")] = None,
     input_yaml: Annotated[str | None, typer.Option("--input-yaml", help="Input as YAML text.")] = None,
-    inputs: Annotated[Path | None, typer.Option("--inputs", help="JSONL file: one input per line (batch).")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="Config file (stepflow-config.yml format).")] = None,
+    inputs: Annotated[
+        Path | None, typer.Option("--inputs", help="JSONL file: one input per line (batch).")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Config file (stepflow-config.yml format).")
+    ] = None,
     variables: Annotated[Path | None, typer.Option("--variables", help="Variables file.")] = None,
     variables_json: Annotated[str | None, typer.Option("--variables-json")] = None,
     variables_yaml: Annotated[str | None, typer.Option("--variables-yaml")] = None,
     env_variables: Annotated[bool, typer.Option("--env-variables", help="Read STEPFLOW_VAR_<NAME>.")] = False,
-    overrides: Annotated[list[Path] | None, typer.Option("--overrides", help="Overrides file (repeatable).")] = None,
+    overrides: Annotated[
+        list[Path] | None, typer.Option("--overrides", help="Overrides file (repeatable).")
+    ] = None,
     overrides_json: Annotated[list[str] | None, typer.Option("--overrides-json")] = None,
     overrides_yaml: Annotated[list[str] | None, typer.Option("--overrides-yaml")] = None,
-    max_concurrent: Annotated[int | None, typer.Option("--max-concurrent", min=1,
-                                                       help="Cap on step tasks in flight.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", help="Write results here instead of stdout.")] = None,
+    max_concurrent: Annotated[
+        int | None, typer.Option("--max-concurrent", min=1, help="Cap on step tasks in flight.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write results here instead of stdout.")
+    ] = None,
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
 ) -> None:
     """Execute a flow and print its result (JSONL for --inputs). Exit 1 if any item failed."""
@@ -121,8 +130,14 @@ async def _run(a: dict[str, Any]) -> int:
 
             bar.start()
         try:
-            results = await gw.run_batch(flow, items, variables=variables,
-                                         max_concurrency=a["max_concurrent"], listener=listener, check=False)
+            results = await gw.run_batch(
+                flow,
+                items,
+                variables=variables,
+                max_concurrency=a["max_concurrent"],
+                listener=listener,
+                check=False,
+            )
         finally:
             if progress is not None:
                 progress[0].stop()
@@ -143,7 +158,13 @@ def _progress(total: int) -> Any:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    bar = Progress("items", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=Console(stderr=True), transient=True)
+    bar = Progress(
+        "items",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
     task = bar.add_task("run", total=total)
     return bar, task

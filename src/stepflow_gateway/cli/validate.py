@@ -15,9 +15,13 @@ from .render import err, fail, print_config_warnings, print_diagnostics, write_j
 @app.command("validate")
 def validate_command(
     flow: Annotated[Path, typer.Option("--flow", help="Flow file to check.")],
-    config: Annotated[Path | None, typer.Option("--config", help="Config file for route/component checks.")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Config file for route/component checks.")
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="pretty | json")] = "pretty",
-    no_plugins: Annotated[bool, typer.Option("--no-plugins", help="Do not start plugins (skip component checks).")] = False,
+    no_plugins: Annotated[
+        bool, typer.Option("--no-plugins", help="Do not start plugins (skip component checks).")
+    ] = False,
 ) -> None:
     """Validate a flow (and its routes and components against the config)."""
     from ..logging import configure
@@ -47,7 +51,11 @@ async def _validate(flow_path: Path, config: Path | None, fmt: str, no_plugins: 
     else:
         async with gw:
             diags = loaded.diagnostics + gw.validate(loaded.flow)
-    diags += gw.router.route_diagnostics(list(gw.config.plugins)) if hasattr(gw.router, "route_diagnostics") else []
+    diags += (
+        gw.router.route_diagnostics(list(gw.config.plugins))
+        if hasattr(gw.router, "route_diagnostics")
+        else []
+    )
     if fmt == "json":
         from ..flow.diagnostics import Diagnostic, summarize
 
@@ -55,5 +63,7 @@ async def _validate(flow_path: Path, config: Path | None, fmt: str, no_plugins: 
     else:
         print_diagnostics([d for d in diags if hasattr(d, "level")], source=str(flow_path))
         n_bad = sum(1 for d in diags if getattr(d, "level", "") in ("fatal", "error"))
-        err(f"{flow_path}: {n_bad} error(s), {sum(1 for d in diags if getattr(d, 'level', '') == 'warning')} warning(s)")
+        err(
+            f"{flow_path}: {n_bad} error(s), {sum(1 for d in diags if getattr(d, 'level', '') == 'warning')} warning(s)"
+        )
     return 1 if any(getattr(d, "level", "") in ("fatal", "error") for d in diags) else 0

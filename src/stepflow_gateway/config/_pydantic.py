@@ -90,7 +90,16 @@ class GatewayConfig(_Model):
 
 MIRRORS: dict[str, type[_Model]] = {
     cls.__name__: cls
-    for cls in (ConstantBackoff, ExponentialBackoff, FibonacciBackoff, RetryConfig, StateStoreConfig,
-                PluginEntry, Condition, RouteRule, GatewayConfig)
+    for cls in (
+        ConstantBackoff,
+        ExponentialBackoff,
+        FibonacciBackoff,
+        RetryConfig,
+        StateStoreConfig,
+        PluginEntry,
+        Condition,
+        RouteRule,
+        GatewayConfig,
+    )
 }
 """Mirror model by the name of its ``config.model`` dataclass."""

@@ -291,8 +291,14 @@ class ConstantBackoff(_BackoffBase):
         return float(self.delay)
 
 
-@_model({"type": _literal("exponential"), "min_delay_ms": _float_ge(0), "max_delay_ms": _float_ge(0),
-         "factor": _float_ge(1.0)})
+@_model(
+    {
+        "type": _literal("exponential"),
+        "min_delay_ms": _float_ge(0),
+        "max_delay_ms": _float_ge(0),
+        "factor": _float_ge(1.0),
+    }
+)
 @dataclass(slots=True)
 class ExponentialBackoff(_BackoffBase):
     """``min(minDelayMs * factor^(n-1), maxDelayMs)``."""
@@ -380,8 +386,14 @@ class RetryConfig(_ConfigModel):
 # State store (config.md §3)
 
 
-@_model({"type": _literal("inMemory", "sqlite", "postgres"), "database_url": _opt_str, "auto_migrate": _bool,
-         "max_connections": _int_ge(1)})
+@_model(
+    {
+        "type": _literal("inMemory", "sqlite", "postgres"),
+        "database_url": _opt_str,
+        "auto_migrate": _bool,
+        "max_connections": _int_ge(1),
+    }
+)
 @dataclass(slots=True)
 class StateStoreConfig(_ConfigModel):
     """``stateStore``. ``postgres`` is reserved and rejected by the loader."""
@@ -428,8 +440,15 @@ def _fail() -> Any:
     raise _UNPLAIN
 
 
-@_model({"plugin": _str, "conditions": _conditions, "component_allow": _opt_str_list,
-         "component_deny": _opt_str_list, "component": _opt_str})
+@_model(
+    {
+        "plugin": _str,
+        "conditions": _conditions,
+        "component_allow": _opt_str_list,
+        "component_deny": _opt_str_list,
+        "component": _opt_str,
+    }
+)
 @dataclass(slots=True)
 class RouteRule(_ConfigModel):
     """One rule of a route pattern; rules are tried in order."""
@@ -469,8 +488,17 @@ class GatewayConfig(_ConfigModel):
 
 _BY_NAME: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (ConstantBackoff, ExponentialBackoff, FibonacciBackoff, RetryConfig, StateStoreConfig,
-                PluginEntry, Condition, RouteRule, GatewayConfig)
+    for cls in (
+        ConstantBackoff,
+        ExponentialBackoff,
+        FibonacciBackoff,
+        RetryConfig,
+        StateStoreConfig,
+        PluginEntry,
+        Condition,
+        RouteRule,
+        GatewayConfig,
+    )
 }
 
 

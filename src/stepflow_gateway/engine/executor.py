@@ -86,7 +86,13 @@ class StepEvent:
 
 class ItemState(EvalScope):
     __slots__ = (
-        "item_index", "state", "wait_count", "waiters", "result", "started", "finished",
+        "item_index",
+        "state",
+        "wait_count",
+        "waiters",
+        "result",
+        "started",
+        "finished",
     )
 
     def __init__(self, item_index: int, input: Any, variables: dict[str, Any], plan: Plan) -> None:
@@ -248,7 +254,9 @@ class RunExecution:
     def _set_item_result(self, item: ItemState, result: FlowResult) -> None:
         item.result = result
         if self.listener is not None:
-            self.listener(StepEvent("item_completed", self.run_id, item.item_index, None, result, time.time()))
+            self.listener(
+                StepEvent("item_completed", self.run_id, item.item_index, None, result, time.time())
+            )
 
     def _drive(self, item: ItemState, work: list[int]) -> None:
         steps = self.plan.steps
@@ -280,7 +288,9 @@ class RunExecution:
             state[w] = RUNNING
             item.started[w] = time.time()
             if self.listener is not None:
-                self.listener(StepEvent("step_started", self.run_id, item.item_index, step.id, None, item.started[w]))
+                self.listener(
+                    StepEvent("step_started", self.run_id, item.item_index, step.id, None, item.started[w])
+                )
             route = self._route(w, step, pre)
             if type(route) is Failed:
                 self._finish(item, w, route, work)
@@ -327,8 +337,14 @@ class RunExecution:
         item.finished[i] = time.time()
         if self.listener is not None:
             self.listener(
-                StepEvent("step_completed", self.run_id, item.item_index, step.id, outcome_to_result(outcome),
-                          item.finished[i])
+                StepEvent(
+                    "step_completed",
+                    self.run_id,
+                    item.item_index,
+                    step.id,
+                    outcome_to_result(outcome),
+                    item.finished[i],
+                )
             )
         waiters = item.waiters.pop(i, None)
         if waiters:
@@ -395,7 +411,9 @@ class RunExecution:
             root_run_id=self.root_run_id,
         )
 
-    async def _run_step(self, item: ItemState, i: int, step: Step, plugin: Any, local: str, input: Any) -> None:
+    async def _run_step(
+        self, item: ItemState, i: int, step: Step, plugin: Any, local: str, input: Any
+    ) -> None:
         outcome = await self._call(item, step, plugin, local, input)
         work: list[int] = []
         self._finish(item, i, outcome, work)
@@ -417,8 +435,13 @@ class RunExecution:
                 outcome = _call_failure(step, local, exc)
             if type(outcome) is Failed and policy.action == "retry" and attempt <= policy.max_retries:
                 delay = backoff_seconds(policy.backoff, self.dispatch.default_backoff, attempt)
-                log.info("retrying step", step_id=step.id, attempt=attempt + 1, delay_s=round(delay, 3),
-                         error=outcome.error.message)
+                log.info(
+                    "retrying step",
+                    step_id=step.id,
+                    attempt=attempt + 1,
+                    delay_s=round(delay, 3),
+                    error=outcome.error.message,
+                )
                 await anyio.sleep(delay)
                 attempt += 1
                 continue
@@ -436,7 +459,9 @@ class RunExecution:
                 if st == DONE:
                     outcome = item.results.get(step.id)
                     result = outcome_to_result(outcome)
-                    status = {"success": "completed", "failed": "failed", "skipped": "skipped"}[result.outcome]
+                    status = {"success": "completed", "failed": "failed", "skipped": "skipped"}[
+                        result.outcome
+                    ]
                 elif st == RUNNING:
                     status = "running"
                 elif st == WAITING:
@@ -464,8 +489,10 @@ def backoff_seconds(spec: Any, default: Any, n: int) -> float:
         if kind == "constant":
             ms = float(spec.get("delayMs", 1000))
         elif kind == "exponential":
-            ms = min(float(spec.get("minDelayMs", 1000)) * float(spec.get("factor", 2.0)) ** (n - 1),
-                     float(spec.get("maxDelayMs", 10000)))
+            ms = min(
+                float(spec.get("minDelayMs", 1000)) * float(spec.get("factor", 2.0)) ** (n - 1),
+                float(spec.get("maxDelayMs", 10000)),
+            )
         else:
             a, b = 1, 1
             for _ in range(n - 1):

@@ -78,10 +78,24 @@ def _display_path(parts: Any) -> str:
 
 _Check = Callable[[Any], bool]
 
-_ANNOTATIONS = frozenset({
-    "title", "description", "default", "examples", "$comment", "deprecated", "readOnly", "writeOnly",
-    "is_secret", "format", "$defs", "definitions", "contentMediaType", "contentEncoding",
-})
+_ANNOTATIONS = frozenset(
+    {
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$comment",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "is_secret",
+        "format",
+        "$defs",
+        "definitions",
+        "contentMediaType",
+        "contentEncoding",
+    }
+)
 """Keywords that never fail validation (``format`` only annotates without a format checker; an
 unreferenced ``$defs`` is inert: ``$ref`` itself is not plain)."""
 
@@ -95,7 +109,7 @@ _TYPES: dict[str, _Check] = {
     "object": lambda v: type(v) is dict,
     "array": lambda v: type(v) is list,
     "string": lambda v: type(v) is str,
-    "number": lambda v: (type(v) is int or type(v) is float),
+    "number": lambda v: type(v) is int or type(v) is float,
     "integer": _is_integer,
     "boolean": lambda v: type(v) is bool,
     "null": lambda v: v is None,
@@ -241,7 +255,9 @@ class InputChecker:
         if plain is not None and plain(item):
             return item
         try:
-            errors = sorted(self._get_validator().iter_errors(item), key=lambda e: (list(map(str, e.absolute_path))))
+            errors = sorted(
+                self._get_validator().iter_errors(item), key=lambda e: list(map(str, e.absolute_path))
+            )
         except Exception as exc:  # an invalid schema is a flow problem, not a crash
             return FlowResult.failed(400, f"Input schema is invalid: {exc}")
         if not errors:

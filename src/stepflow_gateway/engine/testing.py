@@ -94,8 +94,14 @@ class _Servers:
             cmd = spec["command"]
             if cmd in ("python", "python3"):
                 cmd = sys.executable
-            proc = subprocess.Popen([cmd, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [cmd, *args],
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             shutdown = float(_opt(spec, "shutdownTimeoutMs", "shutdown_timeout_ms", 5000)) / 1000
             self.procs.append((proc, shutdown))
             self.placeholders[f"{{{name}.url}}"] = url
@@ -103,8 +109,9 @@ class _Servers:
             startup = float(_opt(spec, "startupTimeoutMs", "startup_timeout_ms", 10000)) / 1000
             await self._wait_ready(proc, port, spec, startup, name)
 
-    async def _wait_ready(self, proc: subprocess.Popen[bytes], port: int, spec: dict[str, Any], timeout: float,
-                          name: str) -> None:
+    async def _wait_ready(
+        self, proc: subprocess.Popen[bytes], port: int, spec: dict[str, Any], timeout: float, name: str
+    ) -> None:
         hc = _opt(spec, "healthCheck", "health_check", None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -204,9 +211,17 @@ async def run_tests(
     return summary
 
 
-async def _run_file(path: Path, doc: dict[str, Any], test: dict[str, Any], selected: list[dict[str, Any]],
-                    config: Path | None, summary: TestSummary, update: bool, diff: bool,
-                    write: Callable[[str], None]) -> None:
+async def _run_file(
+    path: Path,
+    doc: dict[str, Any],
+    test: dict[str, Any],
+    selected: list[dict[str, Any]],
+    config: Path | None,
+    summary: TestSummary,
+    update: bool,
+    diff: bool,
+    write: Callable[[str], None],
+) -> None:
     from ..config.load import find_test_config, load_config, parse_config
     from ..flow.load import load_flow
     from ..gateway import Gateway
@@ -220,7 +235,9 @@ async def _run_file(path: Path, doc: dict[str, Any], test: dict[str, Any], selec
         if config is not None:
             cfg = load_config(config, default_working_dir=Path.cwd())
         elif isinstance(inline, dict):
-            cfg = parse_config(servers.substitute(inline), source=path, working_dir=flow_dir, json_root="$.test.config")
+            cfg = parse_config(
+                servers.substitute(inline), source=path, working_dir=flow_dir, json_root="$.test.config"
+            )
         else:
             cfg = load_config(find_test_config(flow_dir, Path.cwd()), default_working_dir=Path.cwd())
         passed = 0

@@ -71,7 +71,9 @@ class Diagnostic:
         return f"{self.level}: {self.path}: {self.formatted} [{self.kind}]"
 
 
-def make_diagnostic(kind: str, path: str, formatted: str, data: Any = None, experimental: bool = False) -> Diagnostic:
+def make_diagnostic(
+    kind: str, path: str, formatted: str, data: Any = None, experimental: bool = False
+) -> Diagnostic:
     code = CODES[kind]
     return Diagnostic(kind, code, _level(code), formatted, path, data, experimental)
 

@@ -92,7 +92,9 @@ class EvalScope:
 
     __slots__ = ("input", "results", "variables", "known_steps")
 
-    def __init__(self, input: Any, results: dict[str, Any], variables: dict[str, Any], known_steps: Any) -> None:
+    def __init__(
+        self, input: Any, results: dict[str, Any], variables: dict[str, Any], known_steps: Any
+    ) -> None:
         self.input = input
         self.results = results
         """step id -> outcome (value, ``Failed`` or ``Skipped``) of *completed* steps only."""

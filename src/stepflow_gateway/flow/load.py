@@ -21,7 +21,16 @@ from .model import FLOW_SCHEMA_URL, Flow, OnError, Step
 __all__ = ["LoadedFlow", "load_flow", "parse_flow"]
 
 _FLOW_KEYS = {
-    "schema", "name", "description", "version", "schemas", "steps", "output", "test", "examples", "metadata",
+    "schema",
+    "name",
+    "description",
+    "version",
+    "schemas",
+    "steps",
+    "output",
+    "test",
+    "examples",
+    "metadata",
 }
 _STALE_HINTS = {
     "inputSchema": "schemas.properties.input",
@@ -31,7 +40,17 @@ _STALE_HINTS = {
     "variables_schema": "schemas.properties.variables",
     "on_error": "onError",
 }
-_STEP_KEYS = {"id", "component", "input", "onError", "mustExecute", "metadata", "skipIf", "skip", "depends_on"}
+_STEP_KEYS = {
+    "id",
+    "component",
+    "input",
+    "onError",
+    "mustExecute",
+    "metadata",
+    "skipIf",
+    "skip",
+    "depends_on",
+}
 _ON_ERROR_KEYS = {
     "fail": {"action"},
     "useDefault": {"action", "defaultValue"},
@@ -56,9 +75,13 @@ def load_flow(path: str | os.PathLike[str]) -> LoadedFlow:
     loaded = parse_flow(doc.value, source=str(p))
     for dup in doc.duplicate_keys:
         if _is_structural(dup.path):
-            raise FlowLoadError(f"duplicate key '{dup.key}' (line {dup.line})", file=str(p), json_path=dup.path)
+            raise FlowLoadError(
+                f"duplicate key '{dup.key}' (line {dup.line})", file=str(p), json_path=dup.path
+            )
         loaded.diagnostics.append(
-            make_diagnostic("unknownField", f"{dup.path}.{dup.key}", f"duplicate key '{dup.key}': the last one wins")
+            make_diagnostic(
+                "unknownField", f"{dup.path}.{dup.key}", f"duplicate key '{dup.key}': the last one wins"
+            )
         )
     return loaded
 
@@ -172,7 +195,9 @@ def _parse_step(raw: Any, index: int, notes: CompileNotes, diags: list[Diagnosti
     if component is None:
         component = ""
     if not isinstance(component, str):
-        raise FlowLoadError("step 'component' must be a string", json_path=f"{where}.component", step_id=step_id)
+        raise FlowLoadError(
+            "step 'component' must be a string", json_path=f"{where}.component", step_id=step_id
+        )
     try:
         input_expr = compile_expr(raw.get("input"), f"{where}.input", notes)
         skip_raw = raw["skipIf"] if "skipIf" in raw else raw.get("skip")
@@ -185,7 +210,9 @@ def _parse_step(raw: Any, index: int, notes: CompileNotes, diags: list[Diagnosti
     on_error = _parse_on_error(raw.get("onError"), f"{where}.onError", step_id, diags)
     must = raw.get("mustExecute")
     if must is not None and not isinstance(must, bool):
-        raise FlowLoadError("'mustExecute' must be true or false", json_path=f"{where}.mustExecute", step_id=step_id)
+        raise FlowLoadError(
+            "'mustExecute' must be true or false", json_path=f"{where}.mustExecute", step_id=step_id
+        )
     deps = raw.get("depends_on") or []
     if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
         raise FlowLoadError(
@@ -211,7 +238,9 @@ def _parse_on_error(raw: Any, where: str, step_id: str, diags: list[Diagnostic])
     if raw is None:
         return OnError()
     if not isinstance(raw, dict):
-        raise FlowLoadError("'onError' must be an object like {action: fail}", json_path=where, step_id=step_id)
+        raise FlowLoadError(
+            "'onError' must be an object like {action: fail}", json_path=where, step_id=step_id
+        )
     action = raw.get("action")
     if action not in _ON_ERROR_KEYS:
         raise FlowLoadError(
@@ -221,7 +250,9 @@ def _parse_on_error(raw: Any, where: str, step_id: str, diags: list[Diagnostic])
         )
     for key in raw:
         if key not in _ON_ERROR_KEYS[action]:
-            diags.append(make_diagnostic("unknownField", f"{where}.{key}", f"key '{key}' is ignored for {action}"))
+            diags.append(
+                make_diagnostic("unknownField", f"{where}.{key}", f"key '{key}' is ignored for {action}")
+            )
     if action == "useDefault":
         if "defaultValue" in raw:
             return OnError("useDefault", raw["defaultValue"])
@@ -229,8 +260,11 @@ def _parse_on_error(raw: Any, where: str, step_id: str, diags: list[Diagnostic])
     if action == "retry":
         max_retries = raw.get("maxRetries", 3)
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-            raise FlowLoadError("'maxRetries' must be a non-negative integer", json_path=f"{where}.maxRetries",
-                                step_id=step_id)
+            raise FlowLoadError(
+                "'maxRetries' must be a non-negative integer",
+                json_path=f"{where}.maxRetries",
+                step_id=step_id,
+            )
         backoff = raw.get("backoff")
         if backoff is not None:
             _check_backoff(backoff, f"{where}.backoff", step_id, diags)

@@ -14,7 +14,7 @@ __all__ = ["flow_json_schema"]
 
 def flow_json_schema() -> dict[str, Any]:
     expr = {"$ref": "#/$defs/Expr"}
-    path = {"type": ["string", "null"], "description": "A bare key, or a $-path like $.a[0][\"b.c\"]"}
+    path = {"type": ["string", "null"], "description": 'A bare key, or a $-path like $.a[0]["b.c"]'}
     backoff = {
         "type": "object",
         "properties": {
@@ -44,7 +44,9 @@ def flow_json_schema() -> dict[str, Any]:
                     "properties": {
                         "type": "object",
                         "properties": {
-                            "input": {}, "output": {}, "variables": {},
+                            "input": {},
+                            "output": {},
+                            "variables": {},
                             "steps": {"type": "object", "properties": {"properties": {"type": "object"}}},
                         },
                     },
@@ -55,9 +57,15 @@ def flow_json_schema() -> dict[str, Any]:
             "test": {"$ref": "#/$defs/Test"},
             "examples": {
                 "type": "array",
-                "items": {"type": "object", "properties": {"name": {"type": "string"},
-                                                            "description": {"type": "string"}, "input": {}},
-                          "required": ["name", "input"]},
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string"},
+                        "description": {"type": "string"},
+                        "input": {},
+                    },
+                    "required": ["name", "input"],
+                },
             },
             "metadata": {"type": "object"},
         },
@@ -80,12 +88,20 @@ def flow_json_schema() -> dict[str, Any]:
             "OnError": {
                 "oneOf": [
                     {"type": "object", "properties": {"action": {"const": "fail"}}, "required": ["action"]},
-                    {"type": "object", "properties": {"action": {"const": "useDefault"}, "defaultValue": {}},
-                     "required": ["action"]},
-                    {"type": "object", "properties": {"action": {"const": "retry"},
-                                                      "maxRetries": {"type": "integer", "minimum": 0},
-                                                      "backoff": backoff},
-                     "required": ["action"]},
+                    {
+                        "type": "object",
+                        "properties": {"action": {"const": "useDefault"}, "defaultValue": {}},
+                        "required": ["action"],
+                    },
+                    {
+                        "type": "object",
+                        "properties": {
+                            "action": {"const": "retry"},
+                            "maxRetries": {"type": "integer", "minimum": 0},
+                            "backoff": backoff,
+                        },
+                        "required": ["action"],
+                    },
                 ]
             },
             "SkipAction": {
@@ -98,20 +114,39 @@ def flow_json_schema() -> dict[str, Any]:
                 "$literal, $if, $coalesce, $step, $input, $variable, $template, $from).",
                 "anyOf": [
                     {"type": "object", "properties": {"$literal": {}}, "required": ["$literal"]},
-                    {"type": "object", "properties": {"$if": expr, "then": expr, "else": expr},
-                     "required": ["$if", "then"]},
-                    {"type": "object", "properties": {"$coalesce": {"type": "array", "items": expr}},
-                     "required": ["$coalesce"]},
-                    {"type": "object", "properties": {"$step": {"type": "string"}, "path": path,
-                                                      "onSkip": {"$ref": "#/$defs/SkipAction"}},
-                     "required": ["$step"]},
+                    {
+                        "type": "object",
+                        "properties": {"$if": expr, "then": expr, "else": expr},
+                        "required": ["$if", "then"],
+                    },
+                    {
+                        "type": "object",
+                        "properties": {"$coalesce": {"type": "array", "items": expr}},
+                        "required": ["$coalesce"],
+                    },
+                    {
+                        "type": "object",
+                        "properties": {
+                            "$step": {"type": "string"},
+                            "path": path,
+                            "onSkip": {"$ref": "#/$defs/SkipAction"},
+                        },
+                        "required": ["$step"],
+                    },
                     {"type": "object", "properties": {"$input": path}, "required": ["$input"]},
-                    {"type": "object", "properties": {"$variable": {"type": "string"}, "default": expr},
-                     "required": ["$variable"]},
-                    {"type": "object", "properties": {"$template": {"type": "string"},
-                                                      "values": {"type": "object",
-                                                                 "additionalProperties": expr}},
-                     "required": ["$template"]},
+                    {
+                        "type": "object",
+                        "properties": {"$variable": {"type": "string"}, "default": expr},
+                        "required": ["$variable"],
+                    },
+                    {
+                        "type": "object",
+                        "properties": {
+                            "$template": {"type": "string"},
+                            "values": {"type": "object", "additionalProperties": expr},
+                        },
+                        "required": ["$template"],
+                    },
                     {"type": "object", "additionalProperties": expr},
                     {"type": "array", "items": expr},
                     {"type": ["string", "number", "boolean", "null"]},
@@ -126,8 +161,12 @@ def flow_json_schema() -> dict[str, Any]:
                         "type": "array",
                         "items": {
                             "type": "object",
-                            "properties": {"name": {"type": "string"}, "description": {"type": "string"},
-                                           "input": {}, "output": {"type": "object"}},
+                            "properties": {
+                                "name": {"type": "string"},
+                                "description": {"type": "string"},
+                                "input": {},
+                                "output": {"type": "object"},
+                            },
                             "required": ["name", "input"],
                         },
                     },

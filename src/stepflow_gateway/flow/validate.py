@@ -81,7 +81,9 @@ def validate_flow(
     if flow.name is None:
         diags.append(make_diagnostic("missingFlowName", "$.name", "Workflow has no name"))
     if flow.description is None:
-        diags.append(make_diagnostic("missingFlowDescription", "$.description", "Workflow has no description"))
+        diags.append(
+            make_diagnostic("missingFlowDescription", "$.description", "Workflow has no description")
+        )
 
     index_of: dict[str, int] = {}
     for i, step in enumerate(flow.steps):
@@ -91,7 +93,8 @@ def validate_flow(
         elif step.id in index_of:
             diags.append(
                 make_diagnostic(
-                    "duplicateStepId", f"{where}.id",
+                    "duplicateStepId",
+                    f"{where}.id",
                     f"Duplicate step id '{step.id}' (first defined at $.steps[{index_of[step.id]}])",
                     {"step_id": step.id},
                 )
@@ -99,11 +102,16 @@ def validate_flow(
         else:
             index_of[step.id] = i
         if step.component == "":
-            diags.append(make_diagnostic("emptyComponentName", f"{where}.component", f"Step '{step.id}' has no component"))
+            diags.append(
+                make_diagnostic(
+                    "emptyComponentName", f"{where}.component", f"Step '{step.id}' has no component"
+                )
+            )
         elif not step.component.startswith("/"):
             diags.append(
                 make_diagnostic(
-                    "invalidComponent", f"{where}.component",
+                    "invalidComponent",
+                    f"{where}.component",
                     f"Component '{step.component}' of step '{step.id}' must start with '/'",
                 )
             )
@@ -123,13 +131,17 @@ def validate_flow(
         elif ti is None:
             diags.append(
                 make_diagnostic(
-                    "undefinedStepReference", where, f"Reference to undefined step '{target}'", {"step_id": target}
+                    "undefinedStepReference",
+                    where,
+                    f"Reference to undefined step '{target}'",
+                    {"step_id": target},
                 )
             )
         elif current is not None and ti > current:
             diags.append(
                 make_diagnostic(
-                    "undefinedStepReference", where,
+                    "undefinedStepReference",
+                    where,
                     f"Step '{sid}' references step '{target}', which comes later; only earlier steps can be referenced",
                     {"step_id": target},
                 )
@@ -143,7 +155,9 @@ def validate_flow(
             try:
                 sub = parse_flow(value).flow
             except FlowLoadError as exc:
-                diags.append(make_diagnostic("invalidSubflowLiteral", where, f"Invalid nested flow: {exc.message}"))
+                diags.append(
+                    make_diagnostic("invalidSubflowLiteral", where, f"Invalid nested flow: {exc.message}")
+                )
                 return
             for d in validate_flow(sub):
                 if d.level in ("fatal", "error"):
@@ -176,16 +190,25 @@ def validate_flow(
                 if not missing_schema_reported:
                     diags.append(
                         make_diagnostic(
-                            "missingVariableSchema", where,
+                            "missingVariableSchema",
+                            where,
                             "Flow uses $variable but declares no schemas.properties.variables",
                         )
                     )
                     missing_schema_reported = True
             elif isinstance(declared, dict) and node.name not in declared:
-                kind = "undefinedRequiredVariable" if node.default is None and node.name in required else "undefinedVariable"
+                kind = (
+                    "undefinedRequiredVariable"
+                    if node.default is None and node.name in required
+                    else "undefinedVariable"
+                )
                 diags.append(
-                    make_diagnostic(kind, where, f"Variable '{node.name}' is not declared in schemas.properties.variables",
-                                    {"variable": node.name})
+                    make_diagnostic(
+                        kind,
+                        where,
+                        f"Variable '{node.name}' is not declared in schemas.properties.variables",
+                        {"variable": node.name},
+                    )
                 )
 
     # reachability: from output and mustExecute steps
@@ -207,7 +230,8 @@ def validate_flow(
         if s.id and s.id not in needed and s.id in index_of and index_of[s.id] == i:
             diags.append(
                 make_diagnostic(
-                    "unreachableStep", f"$.steps[{i}]",
+                    "unreachableStep",
+                    f"$.steps[{i}]",
                     f"Step '{s.id}' is not referenced by the output or any needed step and will not run "
                     "(use mustExecute or depends_on)",
                     {"step_id": s.id},
@@ -236,14 +260,17 @@ def validate_flow(
             if problems == ["unknown"]:
                 diags.append(
                     make_diagnostic(
-                        "unknownComponent", where,
+                        "unknownComponent",
+                        where,
                         f"Step '{s.id}': plugin '{plugin}' has no component '{local}'",
                         {"plugin": plugin, "component": local},
                     )
                 )
             else:
                 for p in problems:
-                    diags.append(make_diagnostic("invalidStepInput", f"$.steps[{i}].input", f"Step '{s.id}': {p}"))
+                    diags.append(
+                        make_diagnostic("invalidStepInput", f"$.steps[{i}].input", f"Step '{s.id}': {p}")
+                    )
     return diags
 
 

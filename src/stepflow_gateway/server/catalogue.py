@@ -77,7 +77,13 @@ class FlowTool:
     """One flow as a tool: its definition and how arguments become the flow input."""
 
     __slots__ = (
-        "flow", "name", "wrap_input", "has_output_schema", "_input_schema", "_output_schema", "_tool",
+        "flow",
+        "name",
+        "wrap_input",
+        "has_output_schema",
+        "_input_schema",
+        "_output_schema",
+        "_tool",
     )
 
     def __init__(self, flow: Flow) -> None:

@@ -157,7 +157,12 @@ class GatewayApp(Starlette):
             if flow is None:  # the full handler words the 404
                 return _replay([raw], False, receive)
             out = await run_response(
-                rt, flow, run.input, run.wait, variables=run.variables, overrides=run.overrides,
+                rt,
+                flow,
+                run.input,
+                run.wait,
+                variables=run.variables,
+                overrides=run.overrides,
                 max_concurrency=run.max_concurrency,
             )
             return 200, encode_json(out), ()

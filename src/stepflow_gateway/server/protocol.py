@@ -42,7 +42,9 @@ def protocol_class(app: Any) -> Any:
     except ImportError:  # no httptools: uvicorn picks h11
         return "auto"
     if not callable(getattr(HttpToolsProtocol, "_start_asgi_task", None)):
-        log.warning("this uvicorn has no HttpToolsProtocol._start_asgi_task; serving without the fast protocol")
+        log.warning(
+            "this uvicorn has no HttpToolsProtocol._start_asgi_task; serving without the fast protocol"
+        )
         return "auto"
 
     class GatewayHttpProtocol(HttpToolsProtocol):  # type: ignore[misc, valid-type]

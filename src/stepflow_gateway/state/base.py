@@ -65,9 +65,18 @@ class RunRecord:
     def copy(self, root_run_id: str | None = None, items: list[ItemRecord] | None = None) -> RunRecord:
         """A copy whose lists the holder may change alone (``root_run_id``/``items`` replaced if given)."""
         return RunRecord(
-            self.run_id, self.flow_id, self.flow_name, self.status, self.created_at, list(self.inputs),
-            self.completed_at, self.root_run_id if root_run_id is None else root_run_id, self.parent_run_id,
-            self.overrides, self.variables, [i.copy() for i in self.items] if items is None else items,
+            self.run_id,
+            self.flow_id,
+            self.flow_name,
+            self.status,
+            self.created_at,
+            list(self.inputs),
+            self.completed_at,
+            self.root_run_id if root_run_id is None else root_run_id,
+            self.parent_run_id,
+            self.overrides,
+            self.variables,
+            [i.copy() for i in self.items] if items is None else items,
         )
 
 

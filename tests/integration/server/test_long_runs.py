@@ -199,6 +199,7 @@ async def test_graceful_shutdown_finishes_or_cancels(start_server, tmp_path: Pat
         "runId"
     ]
     wait_steps_running(server, long, 1)
+
     # A run whose request waits for it runs in that request's task: at the end of the grace period
     # the task is cancelled, and the run must still be recorded (not left "running").
     def post_and_wait() -> None:

@@ -145,7 +145,8 @@ def test_bodies_the_fast_path_leaves_to_the_handlers(start_server) -> None:
         # a body with variables (plain shape, taken here as by the full handler)
         body_vars = json.dumps({"flowId": fid, "input": [{"q": "v"}], "variables": {"a": 1}}).encode()
         conn.send(
-            b"POST /api/v1/runs HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s" % (len(body_vars), body_vars)
+            b"POST /api/v1/runs HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(body_vars), body_vars)
         )
         status, _, body = conn.response()
         assert status == 200 and result_of(body) == "v"
