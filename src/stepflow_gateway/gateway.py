@@ -22,8 +22,8 @@ from typing import Any
 
 import anyio
 
+from .core.result import FlowResult
 from .engine.executor import Dispatch, Plan, RunExecution, StepEvent
-from .engine.result import FlowResult
 from .errors import FlowLoadError, FlowValidationError, GatewayError, InputValidationError, RunNotFound
 from .flow.diagnostics import Diagnostic
 from .flow.load import LoadedFlow, load_flow, parse_flow

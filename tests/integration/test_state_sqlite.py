@@ -11,7 +11,7 @@ import anyio
 import pytest
 from state_contract import check_run_listing
 
-from stepflow_gateway.engine.result import FlowResult
+from stepflow_gateway.core.result import FlowResult
 from stepflow_gateway.errors import RunNotFound, StateStoreError
 from stepflow_gateway.state.base import ItemRecord, RunFilter, RunRecord, StepRecord
 from stepflow_gateway.state.open import open_store

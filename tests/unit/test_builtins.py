@@ -17,7 +17,7 @@ import anyio
 import jsonschema
 import pytest
 
-from stepflow_gateway.engine.result import FlowResult
+from stepflow_gateway.core.result import FlowResult
 from stepflow_gateway.errors import ComponentError, GatewayError, UnknownComponentError
 from stepflow_gateway.jsonutil import dumps_compact
 from stepflow_gateway.plugins.base import ExecutionContext, PluginContext, RunInfo

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
-from stepflow_gateway.engine.result import FlowResult
+from stepflow_gateway.core.result import FlowResult
 from stepflow_gateway.errors import ComponentError, ConfigError
 from stepflow_gateway.plugins.base import ExecutionContext, PluginContext
 from stepflow_gateway.plugins.mock import MockPlugin, MockPluginConfig

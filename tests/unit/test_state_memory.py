@@ -10,7 +10,7 @@ import pytest
 from state_contract import check_run_listing
 from structlog.testing import capture_logs
 
-from stepflow_gateway.engine.result import FlowResult
+from stepflow_gateway.core.result import FlowResult
 from stepflow_gateway.errors import ConfigError, RunNotFound, StateStoreError
 from stepflow_gateway.state.base import ItemRecord, RunFilter, RunRecord, StepRecord
 from stepflow_gateway.state.memory import MemoryStore

@@ -22,13 +22,13 @@ from typing import Any
 
 import anyio
 
+from ..core.result import FlowResult, ResultError
 from ..errors import GatewayError, RoutingError
 from ..flow.expr import EvalScope, Failed, Pending, Skipped, is_truthy
 from ..flow.model import Flow, Step
 from ..logging import get_logger
 from ..plugins.base import ExecutionContext
 from .inputs import InputChecker, resolve_variables
-from .result import FlowResult, ResultError
 
 __all__ = ["Dispatch", "Plan", "RunExecution", "StepEvent"]
 

@@ -18,7 +18,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-from ..engine.result import FlowResult
+from ..core.result import FlowResult
 
 __all__ = ["InputChecker", "resolve_variables", "secret_names"]
 

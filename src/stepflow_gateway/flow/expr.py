@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..engine.result import ResultError
+from ..core.result import ResultError
 from ..errors import FlowLoadError
 from ..jsonutil import dumps_compact
 from .path import MISSING, JsonPath, parse_path

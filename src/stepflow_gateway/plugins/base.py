@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from ..engine.result import FlowResult
+from ..core.result import FlowResult
 from ..types import JsonValue
 
 __all__ = [

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..engine.result import FlowResult
+from ..core.result import FlowResult
 from ..errors import ComponentError, ConfigError
 from ..jsonutil import dumps_compact, freeze
 from ..types import JsonValue

@@ -28,8 +28,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from ..core.result import FlowResult
 from ..engine.executor import StepEvent
-from ..engine.result import FlowResult
 from ..gateway import RunHandle, now_iso
 from .responses import item_stats, item_status
 from .runtime import RunView, ServerRuntime

@@ -34,7 +34,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from starlette.types import Receive, Scope, Send
 
-from ..engine.result import FlowResult
+from ..core.result import FlowResult
 from ..flow.load import parse_flow
 from ..gateway import RunHandle
 from ..logging import get_logger

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine.result import FlowResult
+from ..core.result import FlowResult
 from ..state.base import ItemRecord, RunRecord, StepRecord
 
 __all__ = [

@@ -18,8 +18,8 @@ from typing import Any
 import anyio
 
 from .. import __version__
+from ..core.result import FlowResult
 from ..engine.inputs import validate_variables
-from ..engine.result import FlowResult
 from ..errors import RunNotFound
 from ..flow.model import Flow
 from ..gateway import Gateway, RunHandle, now_iso

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..engine.result import FlowResult
+from ..core.result import FlowResult
 from ..types import JsonValue
 
 __all__ = ["ItemRecord", "RunRecord", "RunFilter", "StateStore", "StepRecord"]

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, quote
 import anyio
 import anyio.to_thread
 
-from ..engine.result import FlowResult
+from ..core.result import FlowResult
 from ..errors import RunNotFound, StateStoreError
 from ..logging import get_logger
 from ..types import JsonValue

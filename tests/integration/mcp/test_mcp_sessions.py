@@ -22,7 +22,7 @@ from mcp_support import (
 )
 from structlog.testing import capture_logs
 
-from stepflow_gateway.engine.result import FlowResult
+from stepflow_gateway.core.result import FlowResult
 from stepflow_gateway.errors import ComponentError, PluginStartError
 from stepflow_gateway.plugins.base import PluginContext
 from stepflow_gateway.plugins.mcp import McpPlugin, McpPluginConfig

@@ -22,7 +22,7 @@ from typing import Any
 
 import anyio
 
-from stepflow_gateway.engine.result import FlowResult
+from stepflow_gateway.core.result import FlowResult
 from stepflow_gateway.errors import GatewayError, RunNotFound
 from stepflow_gateway.plugins.base import ExecutionContext, PluginContext, RunInfo
 from stepflow_gateway.plugins.stepflow import StepflowPlugin

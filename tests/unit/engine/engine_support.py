@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import anyio
 
 from stepflow_gateway.config.load import load_config, parse_config
-from stepflow_gateway.engine.result import FlowResult
+from stepflow_gateway.core.result import FlowResult
 from stepflow_gateway.errors import ComponentError
 from stepflow_gateway.gateway import Gateway
 from stepflow_gateway.plugins.base import ComponentInfo, ExecutionContext, PluginConfig, PluginContext

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ...errors import GatewayError
 from ..base import ExecutionContext
 from ._errors import builtin_error, expect_object, invalid_input, require, require_str

@@ -15,7 +15,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ._errors import expect_object, invalid_input, optional_str, require_str
 
 __all__ = ["detect_format", "load_file"]

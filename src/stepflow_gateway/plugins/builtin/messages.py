@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ._errors import describe, invalid_input
 
 __all__ = ["create_messages"]

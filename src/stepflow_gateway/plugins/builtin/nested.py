@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ...errors import GatewayError
 from ..base import ExecutionContext, RunInfo
 from ._errors import (

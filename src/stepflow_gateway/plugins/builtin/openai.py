@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ...logging import get_logger
 from ._errors import builtin_error, describe, expect_object, invalid_input, optional_int, optional_str
 

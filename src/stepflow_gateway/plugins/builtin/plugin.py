@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ...errors import UnknownComponentError
 from ...types import JsonValue
 from ..base import ComponentInfo, ExecutionContext, PluginContext

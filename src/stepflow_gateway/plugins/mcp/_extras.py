@@ -17,7 +17,7 @@ from typing import Any
 
 from mcp import Client
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ...errors import ComponentError, ProtocolError
 from ..base import ComponentInfo
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from mcp.types import CallToolResult, TextContent, Tool
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ...errors import ComponentError
 from ..base import ComponentInfo
 

@@ -38,7 +38,7 @@ from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ...errors import ComponentError, PluginStartError
 from ...types import JsonValue
 from ..base import ComponentInfo, ExecutionContext, PluginConfig, PluginContext

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ...errors import GatewayError, RunNotFound
 from ...protocol.jsonrpc import METHOD_NOT_FOUND, RpcError
 from ...protocol.messages import (

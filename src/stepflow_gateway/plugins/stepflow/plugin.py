@@ -23,7 +23,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
-from ...engine.result import FlowResult
+from ...core.result import FlowResult
 from ...errors import (
     CallTimeout,
     ComponentError,
