@@ -1,10 +1,16 @@
 """The ``StateStore`` seam: what the engine and the server persist, and the records they read back.
 
-Design: a run's live state is held by its executor in memory; the store is written at run
-creation (``create_run``) and once when the run finishes (``complete_run``, items and step
-records in one transaction). So a run costs two writes however many steps it has, which keeps
-SQLite off the hot path. Blobs (including stored flows, ``blob_type='flow'``) are written as they
-are put.
+Design: a run's live state is held by its executor in memory. What survives a crash is the
+*journal* (``core.journal``): the run record at creation, then one event per step start, step end,
+item end and run end, appended without waiting and committed in batches (group commit). The
+executor waits for a ``flush()`` barrier before every component call that does I/O, so a step's
+result is durable before anything that depends on it has effects. ``complete_run`` writes the
+run's final status, items and step records (the read model behind ``GET /runs``).
+
+Writes are ordered: a store applies ``create_run``, ``append``, ``complete_run`` and
+``put_record`` in the order they were called, and reads see every write made before them.
+Blobs (including stored flows, ``blob_type='flow'``) are content-addressed and never change;
+mutable documents (the MCP tool catalogue) are *records* (``put_record``), never blobs.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..core.journal import JournalEvent
 from ..core.result import FlowResult
 from ..types import JsonValue
 
@@ -52,7 +59,7 @@ class RunRecord:
     flow_id: str
     flow_name: str | None
     status: str
-    """``running`` | ``completed`` | ``failed`` | ``cancelled``."""
+    """``running`` | ``completed`` | ``failed`` | ``cancelled`` | ``recoveryFailed``."""
     created_at: str
     inputs: list[JsonValue]
     completed_at: str | None = None
@@ -61,6 +68,7 @@ class RunRecord:
     overrides: JsonValue = None
     variables: JsonValue = None
     items: list[ItemRecord] = field(default_factory=list)
+    max_concurrency: int | None = None
 
     def copy(self, root_run_id: str | None = None, items: list[ItemRecord] | None = None) -> RunRecord:
         """A copy whose lists the holder may change alone (``root_run_id``/``items`` replaced if given)."""
@@ -77,6 +85,7 @@ class RunRecord:
             self.overrides,
             self.variables,
             [i.copy() for i in self.items] if items is None else items,
+            self.max_concurrency,
         )
 
 
@@ -93,10 +102,18 @@ class RunFilter:
 
 
 class StateStore(Protocol):
-    """Async store. Implementations: ``memory.MemoryStore``, ``sqlite.SqliteStore``.
+    """Async store. Implementations: ``memory.MemoryStore``, ``sqlite.SqliteStore``,
+    ``postgres.PostgresStore``.
 
     A store whose coroutines never suspend says so with a class attribute ``suspends = False``;
-    callers then skip shielding its writes from cancellation."""
+    callers then skip shielding its writes from cancellation. ``durable`` is true for stores that
+    outlive the process (recovery reads them at start)."""
+
+    durable: bool
+
+    on_commit: Any
+    """``None`` or a callable ``(events: list[JournalEvent]) -> None`` the store calls, on the
+    event loop, with each batch of journal events once it is committed (live event streams)."""
 
     async def open(self) -> None: ...
 
@@ -111,8 +128,35 @@ class StateStore(Protocol):
 
     async def delete_blob(self, blob_id: str) -> bool: ...
 
+    # records (mutable documents by key) ----------------------------------------------------
+    async def put_record(self, key: str, value: JsonValue) -> None:
+        """Create or replace the record ``key``."""
+        ...
+
+    async def get_record(self, key: str) -> JsonValue | None: ...
+
+    # journal -------------------------------------------------------------------------------
+    def append(self, events: list[JournalEvent]) -> None:
+        """Queue journal events (their ``seq`` already set); committed by the next batch. Never waits."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is committed. Raises ``StateStoreError`` if the
+        batch could not be written (it stays queued and is tried again by the next flush)."""
+        ...
+
+    async def read_journal(self, root_run_id: str, since: int = 0) -> list[JournalEvent]:
+        """The events of a run tree with ``seq > since``, in sequence order."""
+        ...
+
+    async def unfinished_runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Top-level runs still ``running`` (interrupted by a crash or a stop), oldest first."""
+        ...
+
     # runs --------------------------------------------------------------------------------
-    async def create_run(self, run: RunRecord) -> None: ...
+    async def create_run(self, run: RunRecord) -> None:
+        """Record a new run (queued like ``append``: durable after the next ``flush``)."""
+        ...
 
     async def complete_run(
         self, run_id: str, status: str, completed_at: str, items: list[ItemRecord], steps: list[StepRecord]
