@@ -22,8 +22,10 @@ from typing import Any
 
 import anyio
 
+from .core.journal import CANCEL_REQUESTED, RUN_CREATED, RUN_FINISHED, RecoveredRun, replay
 from .core.result import FlowResult
 from .engine.executor import Dispatch, Plan, RunExecution, StepEvent
+from .engine.journal import TreeJournal, child_run_id
 from .errors import FlowLoadError, FlowValidationError, GatewayError, InputValidationError, RunNotFound
 from .flow.diagnostics import Diagnostic
 from .flow.load import LoadedFlow, load_flow, parse_flow
@@ -148,6 +150,11 @@ class RunHandle:
     def cancel(self) -> None:
         self.execution.cancel()
 
+    def interrupt(self) -> None:
+        """Stop the run without ending it: a journaled run resumes at the next start."""
+        self.execution.interrupted = True
+        self.execution.cancel()
+
 
 class StepLog(Sequence[StepRecord]):
     """A finished run's step records, built on first read.
@@ -244,6 +251,10 @@ class Gateway:
         self.live: dict[str, RunHandle] = {}
         self._recent: OrderedDict[str, RunHandle] = OrderedDict()
         self.task_group: Any = None
+        self.journaling = False
+        """Runs write the journal (a durable store, or ``serve``): set when the store opens."""
+        self.stopping = False
+        """Shutting down: runs stopped now are interrupted (resumed at the next start), not cancelled."""
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -284,6 +295,7 @@ class Gateway:
                 data_dir=data_dir,
             )
         await self.store.open()
+        self.journaling = self.mode == "serve" or bool(getattr(self.store, "durable", False))
         self.plugin_set = PluginSet(self.config, self, environ=self.environ)
         try:
             await self.plugin_set.__aenter__()
@@ -297,8 +309,13 @@ class Gateway:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        durable = self.journaling and getattr(self.store, "durable", False)
+        self.stopping = True
         for handle in list(self.live.values()):
-            handle.cancel()
+            if durable:
+                handle.interrupt()
+            else:
+                handle.cancel()
         if self.plugin_set is not None:
             await self.plugin_set.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
@@ -431,8 +448,29 @@ class Gateway:
             if problem:
                 raise InputValidationError(problem, code=400)
         plan = self.plan(flow)
-        run_id = new_run_id()
-        root = (parent.root_run_id or parent.run_id) if parent is not None else run_id
+        journal: TreeJournal | None = None
+        recovered: RecoveredRun | None = None
+        if parent is not None:
+            run_id = child_run_id(
+                parent.run_id, parent.item_index, parent.step_id, parent.retry, parent.subruns
+            )
+            parent.subruns += 1
+            root = parent.root_run_id or parent.run_id
+            parent_handle = self.live.get(parent.run_id)
+            if parent_handle is not None:
+                journal = parent_handle.execution.journal
+            if journal is not None and journal.recovered:
+                # The parent step runs again after a crash: its child may exist already.
+                existing = await self.store.get_run(run_id)
+                if existing is not None:
+                    if existing.status != "running":
+                        return self._finished_handle(existing, flow, plan)
+                    return await self._resume(existing, flow, journal, wait=wait)
+        else:
+            run_id = new_run_id()
+            root = run_id
+            if self.journaling:
+                journal = TreeJournal(self.store, run_id)
         record = RunRecord(
             run_id=run_id,
             flow_id=plan.flow_id,
@@ -444,6 +482,7 @@ class Gateway:
             parent_run_id=parent.run_id if parent is not None else None,
             overrides=overrides,
             variables=variables,
+            max_concurrency=max_concurrency,
         )
         execution = RunExecution(
             plan,
@@ -453,16 +492,26 @@ class Gateway:
             root_run_id=root,
             variables=variables,
             max_concurrency=max_concurrency,
+            journal=journal,
+            recovered=recovered,
         )
         handle = RunHandle(run_id, flow, execution, record)
         if listener is not None:
             handle.subscribe(listener)
-        if self.mode == "serve":
+        if self.mode == "serve" or journal is not None:
             if plan.flow_id not in self._stored_flows:  # stored flows are content-addressed
                 await self.store_flow(flow)
                 self._stored_flows.add(plan.flow_id)
             await self.store.create_run(record)
-        self.live[run_id] = handle
+            if journal is not None:
+                data = {"flowId": plan.flow_id, "parentRunId": record.parent_run_id, "itemCount": len(inputs)}
+                journal.add(run_id, RUN_CREATED, data=data)
+                if not wait:  # the caller gets the run id: the run must survive a crash from now on
+                    await journal.barrier()
+        return await self._start(handle, wait)
+
+    async def _start(self, handle: RunHandle, wait: bool) -> RunHandle:
+        self.live[handle.run_id] = handle
         if wait:
             await self._execute(handle)
         else:
@@ -471,6 +520,38 @@ class Gateway:
             self.task_group.start_soon(self._execute, handle)
         return handle
 
+    def _finished_handle(self, rec: RunRecord, flow: Flow, plan: Plan) -> RunHandle:
+        """A handle for a run that had already finished (a child found again after a crash)."""
+        execution = RunExecution(plan, list(rec.inputs), self.dispatch, run_id=rec.run_id)  # type: ignore[arg-type]
+        handle = RunHandle(rec.run_id, flow, execution, rec)
+        handle.results = [
+            i.result if i.result is not None else FlowResult.failed(500, "Run was cancelled")
+            for i in rec.items
+        ]
+        handle.done.set()
+        return handle
+
+    async def _resume(self, rec: RunRecord, flow: Flow, journal: TreeJournal, *, wait: bool) -> RunHandle:
+        """Continue a run the journal says was interrupted (a root at start, or a child found again)."""
+        state = replay(rec.run_id, journal.recovered)
+        plan = self.plan(flow)
+        execution = RunExecution(
+            plan,
+            list(rec.inputs),
+            self.dispatch,  # type: ignore[arg-type]
+            run_id=rec.run_id,
+            root_run_id=rec.root_run_id or rec.run_id,
+            variables=rec.variables,
+            max_concurrency=rec.max_concurrency,
+            journal=journal,
+            recovered=state,
+        )
+        rec.status = "running"
+        handle = RunHandle(rec.run_id, flow, execution, rec)
+        if state.cancel_requested:
+            execution.cancelled = True
+        return await self._start(handle, wait)
+
     async def _execute(self, handle: RunHandle) -> None:
         """Run, record the end, release waiters. Waiters are released and the live entry dropped
         whatever happens, so nothing waits forever on a run that broke or whose record failed."""
@@ -478,7 +559,11 @@ class Gateway:
         try:
             try:
                 results = await execution.execute()
+                if execution.interrupted and self._leave_for_recovery(handle):
+                    return
             except BaseException as exc:
+                if self.stopping and self._leave_for_recovery(handle):
+                    raise
                 # The task running the run was cancelled (a waiting request at shutdown), or the
                 # engine broke: record what finished and the rest as cancelled or failed, so
                 # nothing stays "running" in the store.
@@ -505,6 +590,20 @@ class Gateway:
             self._finished_handles_keep(handle)
             handle.done.set()
 
+    def _leave_for_recovery(self, handle: RunHandle) -> bool:
+        """At shutdown, a journaled run in a durable store is left unfinished (it resumes at the
+        next start); what it journaled so far is queued for the store's last batch."""
+        journal = handle.execution.journal
+        if journal is None or not getattr(self.store, "durable", False):
+            return False
+        journal.publish()
+        handle.execution.cancelled = False
+        stopped = FlowResult.failed(503, "The server stopped; the run resumes when it starts again")
+        handle.results = [i.result if i.result is not None else stopped for i in handle.execution.items]
+        handle.results += [stopped] * (len(handle.record.inputs) - len(handle.results))
+        log.info("run interrupted by shutdown; it resumes at the next start", run_id=handle.run_id)
+        return True
+
     async def _record_end(self, handle: RunHandle, results: list[FlowResult]) -> None:
         handle.results = results
         rec = handle.record
@@ -518,11 +617,17 @@ class Gateway:
             ItemRecord(i, _item_status(r, cancelled), r, rec.completed_at) for i, r in enumerate(results)
         ]
         rec.items = items
-        if self.mode == "serve" or self.record_steps:
+        journal = handle.execution.journal
+        if self.mode == "serve" or self.record_steps or journal is not None:
             steps = StepLog(handle.execution)
+            if journal is not None:
+                journal.add(rec.run_id, RUN_FINISHED, data={"status": rec.status})
+                journal.publish()
             if getattr(self.store, "suspends", True):
                 with anyio.CancelScope(shield=True):
                     await self.store.complete_run(rec.run_id, rec.status, rec.completed_at, items, steps)
+                    if journal is not None:
+                        await journal.barrier()  # the end is durable before anyone sees it
             else:  # nothing to shield: the store's coroutines never suspend
                 await self.store.complete_run(rec.run_id, rec.status, rec.completed_at, items, steps)
 
@@ -535,6 +640,85 @@ class Gateway:
             self._recent[handle.run_id] = handle
             if len(self._recent) > _RECENT_RUNS:
                 self._recent.popitem(last=False)
+
+    # -- recovery and cancellation ---------------------------------------------------------------
+    async def recover(self, *, limit: int | None = None, wait: bool = False) -> list[RunHandle]:
+        """Resume every top-level run a previous process left unfinished (at most ``limit``).
+
+        Runs that cannot be resumed (their flow is gone, a component no longer has a route or a
+        plugin) end as ``recoveryFailed`` with an error that names what is missing. Without
+        ``wait`` the runs continue in the server's task group; with it, this returns when they end.
+        """
+        if not getattr(self.store, "durable", False) or not self.journaling:
+            return []
+        handles: list[RunHandle] = []
+        for rec in await self.store.unfinished_runs(limit):
+            if rec.run_id in self.live:
+                continue
+            handle = await self.resume_run(rec, wait=wait)
+            if handle is not None:
+                handles.append(handle)
+        if handles:
+            log.info("resumed interrupted runs", count=len(handles))
+        return handles
+
+    async def resume_run(self, rec: RunRecord, *, wait: bool = False) -> RunHandle | None:
+        """Resume one interrupted top-level run; ``None`` if it ended as ``recoveryFailed``."""
+        events = await self.store.read_journal(rec.run_id)
+        last_seq = max((ev.seq for ev in events), default=0)
+        journal = TreeJournal(self.store, rec.run_id, next_seq=last_seq + 1, recovered=events)
+        flow = await self.get_flow(rec.flow_id)
+        problem = None
+        if flow is None:
+            problem = f"its flow {rec.flow_id} is no longer in the store"
+        else:
+            problem = self._unroutable(flow)
+        if problem is not None:
+            message = f"Run {rec.run_id} cannot be resumed: {problem}"
+            log.error("run cannot be resumed", run_id=rec.run_id, problem=problem)
+            now = now_iso()
+            done = {i.item_index: i for i in rec.items if i.status != "running"}
+            failed = FlowResult.failed(500, message)
+            items = [
+                done.get(i) or ItemRecord(i, "recoveryFailed", failed, now) for i in range(len(rec.inputs))
+            ]
+            journal.add(rec.run_id, RUN_FINISHED, data={"status": "recoveryFailed", "error": message})
+            journal.publish()
+            await self.store.complete_run(rec.run_id, "recoveryFailed", now, items, [])
+            await journal.barrier()
+            return None
+        assert flow is not None
+        log.info("resuming run", run_id=rec.run_id, flow_id=rec.flow_id, journal_events=len(events))
+        return await self._resume(rec, flow, journal, wait=wait)
+
+    def _unroutable(self, flow: Flow) -> str | None:
+        """Why some step of ``flow`` cannot be executed with this config, or ``None``."""
+        for step in flow.steps:
+            try:
+                if self.router.needs_input(step.component):
+                    plugin, _local = self.router.resolve_static(step.component)
+                else:
+                    plugin, _local = self.router.resolve(step.component, None)
+            except GatewayError as exc:
+                return f"step '{step.id}': component '{step.component}' has no route ({exc.message})"
+            if plugin and self.plugin_set is not None and plugin not in self.plugin_set.plugins:
+                return (
+                    f"step '{step.id}': component '{step.component}' routes to plugin '{plugin}', "
+                    "which is not configured"
+                )
+        return None
+
+    async def cancel_run(self, run_id: str) -> bool:
+        """Cancel a live run; the request is journaled first. False if the run is not live here."""
+        handle = self.live.get(run_id)
+        if handle is None:
+            return False
+        journal = handle.execution.journal
+        if journal is not None:
+            journal.add(run_id, CANCEL_REQUESTED)
+            await journal.barrier()
+        handle.cancel()
+        return True
 
     # -- RuntimeAPI ----------------------------------------------------------------------------
     async def put_blob(self, data: Any, blob_type: str = "data") -> str:

@@ -106,6 +106,9 @@ def serve_command(
         def handle_exit(self, sig: int, frame: Any) -> None:
             if not hasattr(asgi.state, "shutdown_requested_at"):
                 asgi.state.shutdown_requested_at = time.monotonic()
+                runtime = getattr(asgi.state, "runtime", None)
+                if runtime is not None:  # runs stopped from now on resume at the next start
+                    runtime.gw.stopping = True
                 err(f"stepflow-gateway: shutting down (grace {settings.shutdown_grace_s:g} s)")
             super().handle_exit(sig, frame)
             # uvicorn re-raises the signal after shutting down (exit status -15); a graceful

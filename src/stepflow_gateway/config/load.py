@@ -26,6 +26,7 @@ from .model import (
     ConfigWarning,
     GatewayConfig,
     PluginEntry,
+    RecoveryConfig,
     RetryConfig,
     RouteRule,
     StateStoreConfig,
@@ -63,7 +64,7 @@ TEST_NAMES: tuple[str, ...] = (
 INLINE_SOURCE = "<inline test.config>"
 
 # Top-level keys and the snake_case spellings documented upstream (config.md §1).
-_TOP_KEYS = frozenset({"workingDirectory", "plugins", "routes", "stateStore", "retry"})
+_TOP_KEYS = frozenset({"workingDirectory", "plugins", "routes", "stateStore", "retry", "recovery"})
 _TOP_ALIASES = {"working_directory": "workingDirectory", "state_store": "stateStore"}
 _STATE_KEYS = frozenset({"type", "databaseUrl", "autoMigrate", "maxConnections"})
 _STATE_ALIASES = {
@@ -72,6 +73,13 @@ _STATE_ALIASES = {
     "max_connections": "maxConnections",
 }
 _RETRY_KEYS = frozenset({"transportMaxRetries", "backoff"})
+_RECOVERY_KEYS = {
+    "enabled": ("enabled", bool),
+    "maxStartupRecovery": ("max_startup_recovery", int),
+    "checkIntervalSecs": ("check_interval_secs", (int, float)),
+    "leaseTtlSecs": ("lease_ttl_secs", (int, float)),
+    "checkpointInterval": ("checkpoint_interval", int),
+}
 _RULE_KEYS = frozenset({"plugin", "conditions", "componentAllow", "componentDeny", "component"})
 _CONDITION_KEYS = frozenset({"path", "value"})
 _BACKOFF_KEYS = {name: frozenset(cls._aliases) for name, cls in BACKOFF_TYPES.items()}
@@ -346,6 +354,7 @@ class _Builder:
         explicit = top.get("stateStore") is not None
         state_store = self.state_store(top["stateStore"]) if explicit else StateStoreConfig()
         retry = self.retry(top["retry"]) if top.get("retry") is not None else RetryConfig()
+        recovery = self.recovery(top["recovery"]) if top.get("recovery") is not None else RecoveryConfig()
         config = GatewayConfig(
             working_directory=wd,
             plugins=plugins,
@@ -354,6 +363,7 @@ class _Builder:
             state_store_explicit=explicit,
             retry=retry,
             source=source,
+            recovery=recovery,
         )
         return LoadedConfig(config, self.warnings, source)
 
@@ -507,6 +517,19 @@ class _Builder:
         else:
             body.pop("backoff", None)
         return self.validate(RetryConfig, body, path)
+
+    def recovery(self, value: Any) -> RecoveryConfig:
+        path = self.at("recovery")
+        body = self.keys(self.mapping(value, path, "a mapping"), path, frozenset(_RECOVERY_KEYS))
+        out = RecoveryConfig()
+        for key, raw in body.items():
+            field_name, kinds = _RECOVERY_KEYS[key]
+            number = kinds is not bool
+            if isinstance(raw, bool) != (not number) or not isinstance(raw, kinds) or (number and raw < 0):
+                expected = "true or false" if not number else "a number >= 0"
+                raise self.error(join_path(path, key), f"expected {expected}, got {_describe(raw)}")
+            setattr(out, field_name, raw)
+        return out
 
     def backoff(self, value: Any, path: str) -> Any:
         raw = self.mapping(value, path, "a mapping with a 'type' key")

@@ -382,6 +382,21 @@ class RetryConfig(_ConfigModel):
     backoff: Backoff = field(default_factory=FibonacciBackoff)
 
 
+@dataclass(slots=True)
+class RecoveryConfig:
+    """``recovery`` (upstream's keys): resuming runs a previous process left unfinished.
+
+    ``check_interval_secs``, ``lease_ttl_secs`` and ``checkpoint_interval`` are accepted for
+    upstream configs; one process owns all its runs, so only ``enabled`` and
+    ``max_startup_recovery`` change what it does."""
+
+    enabled: bool = True
+    max_startup_recovery: int | None = 100
+    check_interval_secs: float = 30.0
+    lease_ttl_secs: float = 30.0
+    checkpoint_interval: int = 1000
+
+
 # --------------------------------------------------------------------------------------------------
 # State store (config.md §3)
 
@@ -476,6 +491,7 @@ class GatewayConfig(_ConfigModel):
     state_store_explicit: bool = False
     retry: RetryConfig = field(default_factory=RetryConfig)
     source: Path | None = None
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
 
     def effective_state_store(self, *, serve: bool) -> StateStoreConfig:
         """The state store to open: the configured one, else in-memory (run/test) or SQLite at

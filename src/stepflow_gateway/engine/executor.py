@@ -9,6 +9,11 @@ keeps a count of the steps it still waits for, so a completion costs O(its waite
 flow size overall. Components that need no I/O (``execute_inline``) run synchronously inside the
 worklist; everything else runs as a task in the run's task group and re-enters the worklist when it
 completes. All state is touched from the event-loop thread only, so there are no locks.
+
+With a journal (``engine.journal.TreeJournal``) every step end, item end and component call start
+is recorded; the journal's barrier is awaited before each component call that does I/O. A run
+resumed after a crash gets the journal's ``RecoveredRun``: finished steps keep their results and
+are not called again, a call that was in flight runs again with the next ``attempt``.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 
 import anyio
 
+from ..core.journal import ITEM_FINISHED, STEP_FINISHED, STEP_RETRY, STEP_STARTED, RecoveredRun
 from ..core.result import FlowResult, ResultError
 from ..errors import GatewayError, RoutingError
 from ..flow.expr import EvalScope, Failed, Pending, Skipped, is_truthy
@@ -29,6 +35,7 @@ from ..flow.model import Flow, Step
 from ..logging import get_logger
 from ..plugins.base import ExecutionContext
 from .inputs import InputChecker, resolve_variables
+from .journal import TreeJournal
 
 __all__ = ["Dispatch", "Plan", "RunExecution", "StepEvent"]
 
@@ -166,6 +173,8 @@ class RunExecution:
         variables: dict[str, Any] | None = None,
         max_concurrency: int | None = None,
         listener: Callable[[StepEvent], None] | None = None,
+        journal: TreeJournal | None = None,
+        recovered: RecoveredRun | None = None,
     ) -> None:
         self.plan = plan
         self.inputs = inputs
@@ -177,9 +186,13 @@ class RunExecution:
         self.listener = listener
         self.items: list[ItemState] = []
         self.cancelled = False
+        self.interrupted = False
+        """Stopped by a shutdown, not by a cancel: the run is left for recovery."""
         self._tg: Any = None
         self._deferred: list[tuple[Any, ...]] | None = None
         self._scope: anyio.CancelScope | None = None
+        self.journal = journal
+        self.recovered = recovered
 
     # ---------------------------------------------------------------------------------------
     async def execute(self) -> list[FlowResult]:
@@ -245,14 +258,34 @@ class RunExecution:
             value = checked
         item = ItemState(index, value, self.variables, plan)
         self.items.append(item)
+        if self.recovered is not None and self._seed(item):
+            return
         work: list[int] = [OUTPUT]
         for r in plan.roots:
             item.state[r] = DEMANDED
             work.append(r)
         self._drive(item, work)
 
+    def _seed(self, item: ItemState) -> bool:
+        """Put back what the journal says this item had finished; True if the item itself had."""
+        recovered = self.recovered
+        assert recovered is not None
+        done = recovered.items.get(item.item_index)
+        if done is not None:
+            item.result = done
+            return True
+        index = item.item_index
+        for i, step in enumerate(self.plan.steps):
+            prior = recovered.steps.get((index, step.id))
+            if prior is not None and prior.result is not None:
+                item.state[i] = DONE
+                item.results[step.id] = result_to_outcome(prior.result)
+        return False
+
     def _set_item_result(self, item: ItemState, result: FlowResult) -> None:
         item.result = result
+        if self.journal is not None:
+            self.journal.add(self.run_id, ITEM_FINISHED, item.item_index, None, 0, result)
         if self.listener is not None:
             self.listener(
                 StepEvent("item_completed", self.run_id, item.item_index, None, result, time.time())
@@ -305,7 +338,7 @@ class RunExecution:
                     res = _call_failure(step, local, exc)
                 if res is not None:
                     outcome = res if type(res) is Failed else result_to_outcome(res)
-                    self._finish(item, w, _use_default(step, outcome), work)
+                    self._finish(item, w, _use_default(step, outcome), work, 1)
                     continue
             if self._tg is not None:
                 self._tg.start_soon(self._run_step, item, w, step, plugin, local, pre)
@@ -330,11 +363,15 @@ class RunExecution:
                 state[n] = DEMANDED
                 work.append(n)
 
-    def _finish(self, item: ItemState, i: int, outcome: Any, work: list[int]) -> None:
+    def _finish(self, item: ItemState, i: int, outcome: Any, work: list[int], attempt: int = 0) -> None:
         step = self.plan.steps[i]
         item.state[i] = DONE
         item.results[step.id] = outcome
         item.finished[i] = time.time()
+        if self.journal is not None:
+            self.journal.add(
+                self.run_id, STEP_FINISHED, item.item_index, step.id, attempt, outcome_to_result(outcome)
+            )
         if self.listener is not None:
             self.listener(
                 StepEvent(
@@ -400,7 +437,7 @@ class RunExecution:
             cache[i] = (self.dispatch, route)
         return route
 
-    def _context(self, item: ItemState, step: Step, attempt: int) -> ExecutionContext:
+    def _context(self, item: ItemState, step: Step, attempt: int, retry: int = 0) -> ExecutionContext:
         return ExecutionContext(
             runtime=self.dispatch.runtime,
             run_id=self.run_id,
@@ -409,21 +446,39 @@ class RunExecution:
             item_index=item.item_index,
             attempt=attempt,
             root_run_id=self.root_run_id,
+            retry=retry,
         )
 
     async def _run_step(
         self, item: ItemState, i: int, step: Step, plugin: Any, local: str, input: Any
     ) -> None:
-        outcome = await self._call(item, step, plugin, local, input)
+        outcome, attempt = await self._call(item, step, plugin, local, input)
         work: list[int] = []
-        self._finish(item, i, outcome, work)
+        self._finish(item, i, outcome, work, attempt)
         self._drive(item, work)
 
-    async def _call(self, item: ItemState, step: Step, plugin: Any, local: str, input: Any) -> Any:
+    async def _call(
+        self, item: ItemState, step: Step, plugin: Any, local: str, input: Any
+    ) -> tuple[Any, int]:
+        """The step's outcome after its tries, and the number of its last try."""
         policy = step.on_error
-        attempt = 1
+        attempt, retry = 1, 0
+        journal = self.journal
+        if self.recovered is not None:
+            prior = self.recovered.steps.get((item.item_index, step.id))
+            if prior is not None:  # it was started before a crash: this is the next try
+                attempt, retry = prior.attempts + 1, prior.retries
         while True:
-            ctx = self._context(item, step, attempt)
+            ctx = self._context(item, step, attempt, retry)
+            if journal is not None:
+                journal.add(self.run_id, STEP_STARTED, item.item_index, step.id, attempt)
+                try:
+                    await journal.barrier()
+                except GatewayError as exc:
+                    message = (
+                        f"the state store is unavailable, so step '{step.id}' was not started: {exc.message}"
+                    )
+                    return Failed(ResultError(503, message)), attempt
             try:
                 if self.limiter is not None:
                     async with self.limiter:
@@ -433,8 +488,13 @@ class RunExecution:
                 outcome = result_to_outcome(res)
             except Exception as exc:
                 outcome = _call_failure(step, local, exc)
-            if type(outcome) is Failed and policy.action == "retry" and attempt <= policy.max_retries:
-                delay = backoff_seconds(policy.backoff, self.dispatch.default_backoff, attempt)
+            if type(outcome) is Failed and policy.action == "retry" and retry < policy.max_retries:
+                retry += 1
+                if journal is not None:
+                    journal.add(
+                        self.run_id, STEP_RETRY, item.item_index, step.id, attempt, outcome_to_result(outcome)
+                    )
+                delay = backoff_seconds(policy.backoff, self.dispatch.default_backoff, retry)
                 log.info(
                     "retrying step",
                     step_id=step.id,
@@ -446,7 +506,7 @@ class RunExecution:
                 attempt += 1
                 continue
             break
-        return _use_default(step, outcome)
+        return _use_default(step, outcome), attempt
 
     # ---------------------------------------------------------------------------------------
     def step_states(self) -> list[tuple[int, int, Step, str, FlowResult | None, float, float]]:

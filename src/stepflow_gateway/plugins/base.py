@@ -145,6 +145,15 @@ class ExecutionContext:
     """The top-level run of a tree of nested runs (``run_id`` when this run is top level)."""
     cancel_token: Any = None
     """Reserved: an ``anyio.Event`` set when the run is cancelled (plugins may forward cancels)."""
+    retry: int = 0
+    """How many earlier tries of this step failed and were retried (``onError: retry``)."""
+    subruns: int = 0
+    """Sub-runs started so far by this call; numbers the next one (its id is derived from it)."""
+
+    @property
+    def idempotency_key(self) -> str:
+        """``{runId}/{item}/{stepId}``: the same for every try of this step of this item."""
+        return f"{self.run_id}/{self.item_index}/{self.step_id}"
 
     def observability(self) -> dict[str, Any]:
         """The ``observability`` object of ``components/execute`` (protocol.md)."""

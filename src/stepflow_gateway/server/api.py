@@ -328,7 +328,7 @@ async def cancel_run(request: Request) -> Response:
     handle: RunHandle | None = view.handle
     if handle is None or handle.done.is_set():
         raise ApiError(409, f"Run '{run_id}' cannot be cancelled (status: {view.record.status})")
-    handle.cancel()
+    await rt.gw.cancel_run(run_id)
     with anyio.move_on_after(CANCEL_WAIT_S):
         await handle.done.wait()
     statuses = [i.status for i in handle.record.items] if handle.done.is_set() else None

@@ -12,7 +12,7 @@ fast path and writes the answer itself.
 The lifespan owns every resource, in this order (and unwinds in reverse):
 
 1. ``async with gateway`` starts the state store and the plugins, once, shared by all runs;
-2. runs interrupted by a previous process are marked ``cancelled``; the MCP tool catalogue loads
+2. runs interrupted by a previous process resume from their journal; the MCP tool catalogue loads
    (``catalogue.py``, no mcp SDK import);
 3. one task group for background runs (``Gateway.task_group``); the server is ready (REST answers);
 4. the MCP façade is *not* started yet: the mcp SDK (and pydantic under it) is ~0.5 s of imports,
@@ -189,10 +189,12 @@ def create_app(
         t0 = time.monotonic()
         async with gw:
             rt = ServerRuntime(gw, settings)
-            await rt.recover_interrupted()
             rt.catalogue = await FlowCatalogue.load(gw.store)
             async with anyio.create_task_group() as tg:
                 gw.task_group = GuardedTaskGroup(tg)
+                recovery = getattr(gw.config, "recovery", None)
+                if recovery is None or recovery.enabled:
+                    await rt.recover_interrupted(None if recovery is None else recovery.max_startup_recovery)
                 app.state.runtime = rt
                 launcher = app.state.mcp_launcher = McpLauncher(rt, tg)
                 # Everything allocated so far lives as long as the server: move it out of the

@@ -185,31 +185,14 @@ class ServerRuntime:
             raise RunNotFound(f"Execution '{run_id}' not found")
         return RunView(rec)
 
-    async def recover_interrupted(self) -> int:
-        """Mark runs left ``running`` by a previous process (crash, kill -9) as ``cancelled``."""
-        from ..state.base import RunFilter
-
-        count = 0
-        stale = await self.gw.store.list_runs(RunFilter(status="running"))
-        for rec in stale:
-            if rec.run_id in self.gw.live:
-                continue
-            now = now_iso()
-            done = {i.item_index for i in rec.items}
-            items = [i for i in rec.items]
-            for idx in range(len(rec.inputs)):
-                if idx not in done:
-                    items.append(
-                        ItemRecord(idx, "cancelled", FlowResult.failed(500, "Run was cancelled"), now)
-                    )
-            await self.gw.store.complete_run(rec.run_id, "cancelled", now, items, [])
-            count += 1
-        if count:
-            log.warning("runs interrupted by a previous shutdown marked cancelled", count=count)
-        return count
+    async def recover_interrupted(self, limit: int | None = None) -> int:
+        """Resume the runs a previous process left unfinished (crash, kill -9, stop); see
+        ``Gateway.recover``. Returns how many were resumed."""
+        return len(await self.gw.recover(limit=limit))
 
     async def drain(self, grace_s: float) -> None:
-        """Let live runs finish within ``grace_s``; cancel the rest and wait (bounded) for them to record."""
+        """Let live runs finish within ``grace_s``; then stop the rest (interrupted, to resume at the
+        next start, with a durable store; cancelled otherwise) and wait (bounded) for them."""
         self.draining.set()
         live = list(self.gw.live.values())
         if not live:
@@ -220,9 +203,17 @@ class ServerRuntime:
                 await h.done.wait()
         remaining = [h for h in self.gw.live.values() if not h.done.is_set()]
         if remaining:
-            log.warning("cancelling runs still in flight at shutdown", count=len(remaining))
+            durable = getattr(self.gw.store, "durable", False) and self.gw.journaling
+            self.gw.stopping = True
+            if durable:
+                log.warning("runs still in flight at shutdown resume at the next start", count=len(remaining))
+            else:
+                log.warning("cancelling runs still in flight at shutdown", count=len(remaining))
             for h in remaining:
-                h.cancel()
+                if durable:
+                    h.interrupt()
+                else:
+                    h.cancel()
             with anyio.move_on_after(5):
                 for h in remaining:
                     await h.done.wait()

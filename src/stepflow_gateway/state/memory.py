@@ -23,6 +23,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..core.journal import JournalEvent
 from ..errors import RunNotFound, StateStoreError
 from ..logging import get_logger
 from ..types import JsonValue
@@ -158,6 +159,8 @@ class MemoryStore:
 
     suspends = False
     """Its coroutines never suspend, so callers need not shield them from cancellation."""
+    durable = False
+    """Nothing outlives the process: there is nothing to recover at start."""
 
     def __init__(
         self,
@@ -177,6 +180,9 @@ class MemoryStore:
         self._active_by_flow: dict[str, int] = {}
         self._blobs: dict[str, _Blob] = {}  # insertion order = age
         self._blob_bytes = 0
+        self._records: dict[str, str] = {}
+        self._journal: dict[str, list[JournalEvent]] = {}  # root run id -> events; dropped with the root
+        self.on_commit: Any = None
 
     async def __aenter__(self) -> MemoryStore:
         await self.open()
@@ -196,6 +202,8 @@ class MemoryStore:
         self._active_by_flow.clear()
         self._blobs.clear()
         self._blob_bytes = 0
+        self._records.clear()
+        self._journal.clear()
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -265,6 +273,42 @@ class MemoryStore:
         self._blob_bytes -= blob.size
         return True
 
+    # records -----------------------------------------------------------------------------------
+    async def put_record(self, key: str, value: JsonValue) -> None:
+        self._records[key] = dumps_json(value, what=f"record {key}")
+
+    async def get_record(self, key: str) -> JsonValue | None:
+        text = self._records.get(key)
+        return None if text is None else json.loads(text)
+
+    # journal -----------------------------------------------------------------------------------
+    def append(self, events: list[JournalEvent]) -> None:
+        journal = self._journal
+        for ev in events:
+            lst = journal.get(ev.root_run_id)
+            if lst is None:
+                if ev.root_run_id not in self._runs:
+                    continue  # its run was evicted or deleted
+                lst = journal[ev.root_run_id] = []
+            lst.append(ev)
+        if self.on_commit is not None:
+            self.on_commit(events)
+
+    async def flush(self) -> None:
+        return None
+
+    async def read_journal(self, root_run_id: str, since: int = 0) -> list[JournalEvent]:
+        events = self._journal.get(root_run_id, ())
+        return [ev for ev in events if ev.seq > since]
+
+    async def unfinished_runs(self, limit: int | None = None) -> list[RunRecord]:
+        out = [
+            copy_run(e.record)
+            for e in self._runs.values()
+            if e.record.status == "running" and e.record.parent_run_id is None
+        ]
+        return out if limit is None else out[:limit]
+
     # runs --------------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord) -> None:
         if run.run_id in self._runs:
@@ -326,6 +370,7 @@ class MemoryStore:
             victim, victim_steps = finished.popitem(last=False)
             self._finished_steps -= victim_steps
             self._runs.pop(victim, None)
+            self._journal.pop(victim, None)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         entry = self._runs.get(run_id)
@@ -362,6 +407,7 @@ class MemoryStore:
         if entry.record.status == "running":
             self._release_active(entry.record.flow_id)
         self._finished_steps -= self._finished.pop(run_id, 0)
+        self._journal.pop(run_id, None)
         return True
 
     async def runs_of_flow_active(self, flow_id: str) -> bool:

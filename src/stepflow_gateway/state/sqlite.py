@@ -1,22 +1,33 @@
-"""SQLite ``StateStore`` (the default of ``serve``): blobs, runs, items and steps in one file.
+"""SQLite ``StateStore`` (the default of ``serve``): blobs, records, the journal, runs, items and
+steps in one file.
 
-* One ``sqlite3`` connection, used from worker threads one call at a time
-  (``anyio.to_thread.run_sync`` behind a ``CapacityLimiter(1)``); WAL journal,
-  ``synchronous=NORMAL``, and a busy timeout that bounds every lock wait.
-* JSON values are stored as compact text; ``FlowResult`` columns hold ``FlowResult.to_json()``.
-* ``complete_run`` writes the run's status, its items and its steps in one transaction.
+* One ``sqlite3`` connection owned by one thread (``_Worker``). Every call becomes an operation
+  on its queue, in call order. Writes (``create_run``, ``append``, ``complete_run``,
+  ``put_record``, ``put_blob``, deletes) are not waited for: the thread commits everything queued
+  in one transaction (group commit), then answers the reads of that batch. ``flush()`` waits for
+  the commit of everything queued before it; reads wait for their answer, so they see every
+  earlier write. WAL journal with ``synchronous=NORMAL``: a commit survives the process being
+  killed (it is in the OS's page cache); a power cut may lose the last few.
+* A batch that cannot be written (disk full, database locked past the busy timeout) stays queued
+  and is tried again with backoff; ``flush()`` raises ``StateStoreError`` meanwhile, naming the file.
+* JSON values are stored as compact text; journal values over ``INLINE_LIMIT`` bytes go to the
+  content-addressed blobs table once and the journal row references them.
 * ``databaseUrl`` forms (config.md §3): ``sqlite:<path>[?mode=ro|rw|rwc|memory]``,
   ``sqlite://<path>[?…]`` and ``sqlite::memory:``. Without ``mode=rwc`` the file must exist;
   with it, the file and its parent directories are created.
-* The schema (``PRAGMA user_version`` = ``SCHEMA_VERSION``) is created when ``auto_migrate``.
+* The schema is versioned (``PRAGMA user_version``); ``MIGRATIONS`` bring any earlier version up
+  to ``SCHEMA_VERSION`` when ``auto_migrate``; a newer database is refused.
 
 sqlite3 errors are turned into ``StateStoreError`` here and nowhere else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +37,10 @@ from urllib.parse import parse_qs, quote
 import anyio
 import anyio.to_thread
 
+from ..core.journal import JournalEvent
 from ..core.result import FlowResult
 from ..errors import RunNotFound, StateStoreError
+from ..jsonutil import blob_id as content_id
 from ..logging import get_logger
 from ..types import JsonValue
 from .base import ItemRecord, RunFilter, RunRecord, StepRecord
@@ -37,12 +50,16 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore", "SqliteTarget", "parse_database_url"
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+INLINE_LIMIT = 64 * 1024
+"""Journal values whose JSON is longer than this are stored as blobs (once) and referenced."""
+RETRY_MAX_S = 5.0
+"""Longest pause between tries of a batch that could not be written."""
 Mode = Literal["ro", "rw", "rwc", "memory"]
 _MODES: tuple[Mode, ...] = ("ro", "rw", "rwc", "memory")
 _T = TypeVar("_T")
 
-_SCHEMA = """
+_SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS blobs (
     blob_id   TEXT PRIMARY KEY,
     blob_type TEXT NOT NULL,
@@ -89,11 +106,35 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (run_id, item_index, step_index)
 ) WITHOUT ROWID;
 """
-_TABLES = ("blobs", "runs", "items", "steps")
+_SCHEMA_V2 = """
+CREATE TABLE IF NOT EXISTS records (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    root_run_id TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    run_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    item        INTEGER NOT NULL,
+    step        TEXT,
+    attempt     INTEGER NOT NULL,
+    data        TEXT,
+    blob_ref    TEXT,
+    at          REAL NOT NULL,
+    PRIMARY KEY (root_run_id, seq)
+) WITHOUT ROWID;
+ALTER TABLE runs ADD COLUMN max_concurrency INTEGER;
+CREATE INDEX IF NOT EXISTS runs_unfinished ON runs (status, parent_run_id, seq);
+"""
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
+"""``(version, script)``: each brings the schema from ``version - 1`` to ``version``."""
+_TABLES = ("blobs", "runs", "items", "steps", "records", "journal")
 
 _RUN_COLUMNS = (
     "run_id, flow_id, flow_name, status, created_at, completed_at, root_run_id, parent_run_id, "
-    "inputs, overrides, variables"
+    "inputs, overrides, variables, max_concurrency"
 )
 
 
@@ -155,8 +196,177 @@ def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
         yield values[start : start + size]
 
 
+@dataclass(slots=True)
+class _Op:
+    """One queued call: ``fn(conn)``; ``future`` is set for reads (their answer) and ``None`` for
+    writes; ``events`` are the journal events a write carries (for ``on_commit``)."""
+
+    fn: Callable[[sqlite3.Connection], Any]
+    future: asyncio.Future[Any] | None = None
+    events: list[JournalEvent] | None = None
+
+
+class _Worker:
+    """The thread that owns the connection. Writes are committed in batches; see the module doc."""
+
+    def __init__(self, conn: sqlite3.Connection, where: str, on_commit: Callable[[list[JournalEvent]], None]):
+        self.conn = conn
+        self.where = where
+        self._on_commit = on_commit
+        self._loop = asyncio.get_running_loop()
+        self._cv = threading.Condition()
+        self._queue: list[_Op] = []
+        self._closing = False
+        self._kick = False
+        # Touched on the event loop only:
+        self.queued = 0
+        """Writes queued so far."""
+        self.committed = 0
+        """Writes committed so far (in queue order, so ``committed >= n`` means the first n are)."""
+        self.failure: StateStoreError | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._thread = threading.Thread(target=self._main, name="stepflow-state-sqlite", daemon=True)
+        self._thread.start()
+
+    # -- event-loop side ---------------------------------------------------------------------
+    def submit(self, op: _Op) -> None:
+        if op.future is None:
+            self.queued += 1
+        with self._cv:
+            if self._closing:
+                raise StateStoreError(f"{self.where} is closed")
+            self._queue.append(op)
+            if len(self._queue) == 1:
+                self._cv.notify()
+
+    async def flush(self) -> None:
+        target = self.queued
+        if self.committed >= target:
+            return
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append((target, future))
+        if self.failure is not None:  # a batch is waiting to be tried again: try now
+            with self._cv:
+                self._kick = True
+                self._cv.notify()
+        await future
+
+    def _done(
+        self,
+        writes: int,
+        events: list[JournalEvent],
+        reads: list[tuple[_Op, Any, BaseException | None]],
+        error: StateStoreError | None,
+    ) -> None:
+        if error is None:
+            self.committed += writes
+            self.failure = None
+            if self._waiters:
+                keep = []
+                for target, future in self._waiters:
+                    if target <= self.committed:
+                        if not future.done():
+                            future.set_result(None)
+                    else:
+                        keep.append((target, future))
+                self._waiters = keep
+            if events:
+                try:
+                    self._on_commit(events)
+                except Exception:  # a listener's bug must not stop the store
+                    log.exception("journal commit listener failed")
+        else:
+            self.failure = error
+            waiters, self._waiters = self._waiters, []
+            for _target, future in waiters:
+                if not future.done():
+                    future.set_exception(error)
+        for op, value, exc in reads:
+            future = op.future
+            if future is None or future.done():
+                continue
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(value)
+
+    def close(self) -> None:
+        """Ask the thread to finish what is queued and stop (call ``join`` after)."""
+        with self._cv:
+            self._closing = True
+            self._cv.notify()
+
+    def join(self, timeout: float) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- the thread --------------------------------------------------------------------------
+    def _main(self) -> None:
+        backoff = 0.0
+        while True:
+            with self._cv:
+                while not self._queue and not self._closing:
+                    self._cv.wait()
+                if backoff and not self._closing and not self._kick:
+                    self._cv.wait(backoff)
+                self._kick = False
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+            writes = [op for op in batch if op.future is None]
+            error = self._write(writes) if writes else None
+            if error is not None:
+                with self._cv:
+                    self._queue[:0] = writes  # kept, in order, for the next try
+                backoff = min(RETRY_MAX_S, backoff * 2 or 0.05)
+                if self._closing:
+                    backoff = 0.0
+            else:
+                backoff = 0.0
+            reads = [self._read(op) for op in batch if op.future is not None]
+            events = [ev for op in writes for ev in op.events or ()] if error is None else []
+            try:
+                self._loop.call_soon_threadsafe(self._done, 0 if error else len(writes), events, reads, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                return
+            if error is not None and self._closing:
+                log.error(
+                    "state store closed with writes it could not commit", error=str(error), writes=len(writes)
+                )
+                return
+
+    def _write(self, writes: list[_Op]) -> StateStoreError | None:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in writes:
+                try:
+                    op.fn(conn)
+                except (sqlite3.IntegrityError, StateStoreError, RunNotFound) as exc:
+                    # One bad write (a duplicate id, a record of an unknown run) is dropped with a
+                    # log line; the rest of the batch still commits.
+                    log.warning("state store dropped a write", error=str(exc))
+            conn.execute("COMMIT")
+            return None
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            return StateStoreError(f"{self.where}: cannot write ({exc})")
+
+    def _read(self, op: _Op) -> tuple[_Op, Any, BaseException | None]:
+        try:
+            return op, op.fn(self.conn), None
+        except sqlite3.Error as exc:
+            _rollback(self.conn)
+            return op, None, StateStoreError(f"{self.where}: {exc}")
+        except Exception as exc:
+            _rollback(self.conn)
+            return op, None, exc
+
+
 class SqliteStore:
     """A ``StateStore`` in one SQLite database. Use ``async with`` or ``open()``/``close()``."""
+
+    durable = True
 
     def __init__(
         self,
@@ -172,8 +382,10 @@ class SqliteStore:
         self.url = url or (
             "sqlite::memory:" if target.path is None else f"sqlite:{target.path}?mode={target.mode}"
         )
-        self._conn: sqlite3.Connection | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        self.on_commit: Callable[[list[JournalEvent]], None] | None = None
+        self._worker: _Worker | None = None
+        if target.path is None:
+            self.durable = False
 
     @classmethod
     def from_url(cls, url: str, *, auto_migrate: bool = True) -> SqliteStore:
@@ -188,7 +400,7 @@ class SqliteStore:
         )
 
     def describe(self) -> dict[str, Any]:
-        path = None if self.target.path is None else str(self.target.path)
+        path = None if self.target.path is None else str(self.target.path.absolute())
         return {"type": "sqlite", "path": path, "mode": self.target.mode}
 
     async def __aenter__(self) -> SqliteStore:
@@ -200,11 +412,15 @@ class SqliteStore:
 
     # lifecycle ---------------------------------------------------------------------------------
     async def open(self) -> None:
-        if self._conn is not None:
+        if self._worker is not None:
             return
-        self._limiter = anyio.CapacityLimiter(1)
-        self._conn = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
+        conn = await anyio.to_thread.run_sync(self._connect)
+        self._worker = _Worker(conn, self._where, self._committed)
         log.debug("state store opened", **self.describe())
+
+    def _committed(self, events: list[JournalEvent]) -> None:
+        if self.on_commit is not None:
+            self.on_commit(events)
 
     def _connect(self) -> sqlite3.Connection:
         path, mode = self.target.path, self.target.mode
@@ -248,50 +464,68 @@ class SqliteStore:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StateStoreError(
-                f"{self._where} has schema version {version}, newer than this gateway's {SCHEMA_VERSION}"
+                f"{self._where} has schema version {version}, newer than this gateway's {SCHEMA_VERSION}; "
+                "use a newer stepflow-gateway or another database"
             )
+        marks = ", ".join("?" * len(_TABLES))
         present = {
             row[0]
             for row in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name IN (?, ?, ?, ?)", _TABLES
+                f"SELECT name FROM sqlite_master WHERE type='table' AND name IN ({marks})", _TABLES
             )
         }
         if version == SCHEMA_VERSION and present == set(_TABLES):
             return
         if not self.auto_migrate or self.target.mode == "ro":
-            missing = ", ".join(t for t in _TABLES if t not in present) or "none"
             why = "the store is read-only" if self.target.mode == "ro" else "autoMigrate is false"
-            raise StateStoreError(
-                f"{self._where} has no gateway schema (missing tables: {missing}) and {why}; "
-                "open it once with autoMigrate: true"
-            )
-        log.info("creating state store schema", path=str(self.target.path), version=SCHEMA_VERSION)
-        conn.executescript(f"BEGIN;\n{_SCHEMA}\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;")
+            if version == 0:
+                missing = ", ".join(t for t in _TABLES if t not in present) or "none"
+                what = f"has no gateway schema (missing tables: {missing})"
+            else:
+                what = f"has schema version {version}, older than this gateway's {SCHEMA_VERSION}"
+            raise StateStoreError(f"{self._where} {what} and {why}; open it once with autoMigrate: true")
+        for target_version, script in MIGRATIONS:
+            if target_version <= version:
+                continue
+            log.info("migrating state store schema", path=str(self.target.path), version=target_version)
+            conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={target_version};\nCOMMIT;")
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
+        worker, self._worker = self._worker, None
+        if worker is None:
             return
-        limiter = self._limiter
+        worker.close()
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(conn.close, limiter=limiter)
+            stopped = await anyio.to_thread.run_sync(worker.join, 10.0)
+            if stopped:
+                await anyio.to_thread.run_sync(worker.conn.close)
+            else:
+                log.error("state store thread did not stop in 10 s", path=str(self.target.path))
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        conn = self._conn
-        if conn is None:
+    def _require(self) -> _Worker:
+        worker = self._worker
+        if worker is None:
             raise StateStoreError(f"{self._where} is not open")
+        return worker
 
-        def call() -> _T:
-            try:
-                return fn(conn)
-            except sqlite3.Error as exc:
-                _rollback(conn)
-                raise StateStoreError(f"{self._where}: {exc}") from exc
-            except BaseException:
-                _rollback(conn)
-                raise
+    def _write(
+        self, fn: Callable[[sqlite3.Connection], Any], events: list[JournalEvent] | None = None
+    ) -> None:
+        self._require().submit(_Op(fn, None, events))
 
-        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
+    async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        worker = self._require()
+        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        worker.submit(_Op(fn, future))
+        return await future
+
+    async def flush(self) -> None:
+        await self._require().flush()
+
+    @property
+    def pending_writes(self) -> int:
+        worker = self._worker
+        return 0 if worker is None else worker.queued - worker.committed
 
     # blobs -------------------------------------------------------------------------------------
     async def put_blob(self, blob_id: str, data: JsonValue, blob_type: str) -> None:
@@ -305,20 +539,99 @@ class SqliteStore:
                 (blob_id, blob_type, text),
             )
 
-        await self._run(put)
+        self._write(put)
+        await self.flush()
 
     async def get_blob(self, blob_id: str) -> tuple[JsonValue, str] | None:
         def get(conn: sqlite3.Connection) -> tuple[str, str] | None:
             return conn.execute("SELECT data, blob_type FROM blobs WHERE blob_id = ?", (blob_id,)).fetchone()
 
-        row = await self._run(get)
+        row = await self._read(get)
         return None if row is None else (json.loads(row[0]), row[1])
 
     async def delete_blob(self, blob_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM blobs WHERE blob_id = ?", (blob_id,)).rowcount > 0
 
-        return await self._run(delete)
+        await self.flush()
+        return await self._read(_in_transaction(delete))
+
+    # records -----------------------------------------------------------------------------------
+    async def put_record(self, key: str, value: JsonValue) -> None:
+        text = dumps_json(value, what=f"record {key}")
+        now = time.time()
+
+        def put(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO records (key, value, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                (key, text, now),
+            )
+
+        self._write(put)
+        await self.flush()
+
+    async def get_record(self, key: str) -> JsonValue | None:
+        def get(conn: sqlite3.Connection) -> tuple[str] | None:
+            return conn.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()
+
+        row = await self._read(get)
+        return None if row is None else json.loads(row[0])
+
+    # journal -----------------------------------------------------------------------------------
+    def append(self, events: list[JournalEvent]) -> None:
+        rows = [_journal_row(ev) for ev in events]
+
+        def write(conn: sqlite3.Connection) -> None:
+            blobs = [(ref, text) for *_, ref, _at, text in rows if ref is not None]
+            if blobs:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO blobs (blob_id, blob_type, data) VALUES (?, 'journal', ?)", blobs
+                )
+            conn.executemany(
+                "INSERT OR REPLACE INTO journal (root_run_id, seq, run_id, kind, item, step, attempt, data, "
+                "blob_ref, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [row[:10] for row in rows],
+            )
+
+        self._write(write, events)
+
+    async def read_journal(self, root_run_id: str, since: int = 0) -> list[JournalEvent]:
+        def read(conn: sqlite3.Connection) -> list[JournalEvent]:
+            rows = conn.execute(
+                "SELECT j.seq, j.run_id, j.kind, j.item, j.step, j.attempt, j.data, b.data, j.at "
+                "FROM journal j LEFT JOIN blobs b ON b.blob_id = j.blob_ref "
+                "WHERE j.root_run_id = ? AND j.seq > ? ORDER BY j.seq",
+                (root_run_id, since),
+            ).fetchall()
+            return [
+                JournalEvent(
+                    seq,
+                    root_run_id,
+                    run_id,
+                    kind,
+                    item,
+                    step,
+                    attempt,
+                    _loads(data if ref is None else ref),
+                    at,
+                )
+                for seq, run_id, kind, item, step, attempt, data, ref, at in rows
+            ]
+
+        return await self._read(read)
+
+    async def unfinished_runs(self, limit: int | None = None) -> list[RunRecord]:
+        def read(conn: sqlite3.Connection) -> list[RunRecord]:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'running' AND parent_run_id IS NULL "
+                "ORDER BY seq LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()
+            items = _select_items(conn, [row[0] for row in rows])
+            return [_run_record(row, items.get(row[0], [])) for row in rows]
+
+        return await self._read(read)
 
     # runs --------------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord) -> None:
@@ -333,45 +646,39 @@ class SqliteStore:
                     "SELECT depth, root_run_id FROM runs WHERE run_id = ?", (run.parent_run_id,)
                 ).fetchone()
             record, depth = prepare_new_run(run, parent)
-            item_rows = [
+            conn.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    run.run_id,
-                    it.item_index,
-                    it.status,
-                    _result_text(it.result, "item result"),
-                    it.completed_at,
-                )
-                for it in record.items
-            ]
-            conn.execute("BEGIN")
-            try:
-                conn.execute(
-                    f"INSERT INTO runs ({_RUN_COLUMNS}, depth) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.run_id,
-                        record.flow_id,
-                        record.flow_name,
-                        record.status,
-                        record.created_at,
-                        record.completed_at,
-                        record.root_run_id,
-                        record.parent_run_id,
-                        inputs,
-                        overrides,
-                        variables,
-                        depth,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                conn.rollback()
-                raise StateStoreError(f"run '{run.run_id}' already exists") from exc
+                    record.run_id,
+                    record.flow_id,
+                    record.flow_name,
+                    record.status,
+                    record.created_at,
+                    record.completed_at,
+                    record.root_run_id,
+                    record.parent_run_id,
+                    inputs,
+                    overrides,
+                    variables,
+                    record.max_concurrency,
+                    depth,
+                ),
+            )
             conn.executemany(
                 "INSERT INTO items (run_id, item_index, status, result, completed_at) VALUES (?, ?, ?, ?, ?)",
-                item_rows,
+                [
+                    (
+                        run.run_id,
+                        it.item_index,
+                        it.status,
+                        _result_text(it.result, "item result"),
+                        it.completed_at,
+                    )
+                    for it in record.items
+                ],
             )
-            conn.execute("COMMIT")
 
-        await self._run(create)
+        self._write(create)
 
     async def complete_run(
         self, run_id: str, status: str, completed_at: str, items: list[ItemRecord], steps: list[StepRecord]
@@ -390,15 +697,15 @@ class SqliteStore:
             )
             for s in steps
         ]
+        for it in items:  # a value that is not JSON is the caller's error, raised here
+            _result_text(it.result, "item result")
 
         def complete(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN")
             updated = conn.execute(
                 "UPDATE runs SET status = ?, completed_at = ? WHERE run_id = ?",
                 (status, completed_at, run_id),
             ).rowcount
             if not updated:
-                conn.rollback()
                 raise RunNotFound(f"Execution '{run_id}' not found")
             existing = _select_items(conn, [run_id]).get(run_id, [])
             merged = merge_completion(existing, status, completed_at, items)
@@ -421,9 +728,8 @@ class SqliteStore:
                 "result, started_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 step_rows,
             )
-            conn.execute("COMMIT")
 
-        await self._run(complete)
+        self._write(complete)
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         def get(conn: sqlite3.Connection) -> RunRecord | None:
@@ -432,7 +738,7 @@ class SqliteStore:
                 return None
             return _run_record(row, _select_items(conn, [run_id]).get(run_id, []))
 
-        return await self._run(get)
+        return await self._read(get)
 
     async def list_runs(self, flt: RunFilter) -> list[RunRecord]:
         check_paging(flt)
@@ -459,7 +765,7 @@ class SqliteStore:
             items = _select_items(conn, [row[0] for row in rows])
             return [_run_record(row, items.get(row[0], [])) for row in rows]
 
-        return await self._run(list_)
+        return await self._read(list_)
 
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         def get(conn: sqlite3.Connection) -> list[StepRecord]:
@@ -470,18 +776,20 @@ class SqliteStore:
             ).fetchall()
             return [StepRecord(r[0], r[1], r[2], r[3], r[4], _result(r[5]), r[6], r[7]) for r in rows]
 
-        return await self._run(get)
+        return await self._read(get)
 
     async def delete_run(self, run_id: str) -> bool:
         def delete(conn: sqlite3.Connection) -> bool:
-            conn.execute("BEGIN")
+            root = conn.execute("SELECT root_run_id FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             found = conn.execute("DELETE FROM runs WHERE run_id = ?", (run_id,)).rowcount > 0
             conn.execute("DELETE FROM items WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM steps WHERE run_id = ?", (run_id,))
-            conn.execute("COMMIT")
+            if root is not None and root[0] in (None, run_id):
+                conn.execute("DELETE FROM journal WHERE root_run_id = ?", (run_id,))
             return found
 
-        return await self._run(delete)
+        await self.flush()
+        return await self._read(_in_transaction(delete))
 
     async def runs_of_flow_active(self, flow_id: str) -> bool:
         def active(conn: sqlite3.Connection) -> bool:
@@ -490,7 +798,61 @@ class SqliteStore:
             ).fetchone()
             return row is not None
 
-        return await self._run(active)
+        return await self._read(active)
+
+
+def _in_transaction(fn: Callable[[sqlite3.Connection], _T]) -> Callable[[sqlite3.Connection], _T]:
+    """A read-side call that writes: in a transaction of its own (it answers, so it is not batched)."""
+
+    def call(conn: sqlite3.Connection) -> _T:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            value = fn(conn)
+        except BaseException:
+            _rollback(conn)
+            raise
+        conn.execute("COMMIT")
+        return value
+
+    return call
+
+
+def _journal_row(ev: JournalEvent) -> tuple[Any, ...]:
+    """``(root, seq, run, kind, item, step, attempt, data, blob_ref, at, blob_text)``."""
+    data = ev.data
+    if isinstance(data, FlowResult):
+        data = data.to_json()
+    if data is None:
+        return (
+            ev.root_run_id,
+            ev.seq,
+            ev.run_id,
+            ev.kind,
+            ev.item,
+            ev.step,
+            ev.attempt,
+            None,
+            None,
+            ev.at,
+            None,
+        )
+    text = dumps_json(data, what=f"journal event {ev.kind} of run {ev.run_id}")
+    if len(text) <= INLINE_LIMIT:
+        return (
+            ev.root_run_id,
+            ev.seq,
+            ev.run_id,
+            ev.kind,
+            ev.item,
+            ev.step,
+            ev.attempt,
+            text,
+            None,
+            ev.at,
+            None,
+        )
+    ref = content_id(data)
+    return (ev.root_run_id, ev.seq, ev.run_id, ev.kind, ev.item, ev.step, ev.attempt, None, ref, ev.at, text)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -529,4 +891,5 @@ def _run_record(row: tuple[Any, ...], items: list[ItemRecord]) -> RunRecord:
         overrides=_loads(row[9]),
         variables=_loads(row[10]),
         items=items,
+        max_concurrency=row[11],
     )

@@ -188,7 +188,7 @@ async def test_cancel_events_and_restart(start_server, tmp_path: Path) -> None:
         assert (await c.delete(f"/runs/{rid}")).status_code == 200
 
 
-async def test_graceful_shutdown_finishes_or_cancels(start_server, tmp_path: Path) -> None:
+async def test_graceful_shutdown_finishes_or_leaves_runs_to_resume(start_server, tmp_path: Path) -> None:
     server = start_server(worker_config(tmp_path), env={"STEPFLOW_GATEWAY_SHUTDOWN_GRACE": "3"})
     c = httpx2.Client(base_url=server.api, timeout=30)
     fid = c.post("/flows", json={"flow": SLEEP_FLOW}).json()["flowId"]
@@ -201,7 +201,7 @@ async def test_graceful_shutdown_finishes_or_cancels(start_server, tmp_path: Pat
     wait_steps_running(server, long, 1)
 
     # A run whose request waits for it runs in that request's task: at the end of the grace period
-    # the task is cancelled, and the run must still be recorded (not left "running").
+    # the task is cancelled; the run is not cancelled but left in the journal, like the others.
     def post_and_wait() -> None:
         with contextlib.suppress(httpx2.HTTPError):  # the server goes away while the request waits
             c.post("/runs", json={"flowId": fid, "input": [{"ms": 120000, "tag": "w"}]})
@@ -224,15 +224,20 @@ async def test_graceful_shutdown_finishes_or_cancels(start_server, tmp_path: Pat
     assert processes_mentioning(str(tmp_path / "echo_worker.py")) == []
     waiting.join(timeout=10)
     c.close()
-    # read the SQLite file the stopped server left: every run ended, none still "running"
+    # read the SQLite file the stopped server left: the short run finished in the grace period;
+    # the two still in flight are neither cancelled nor lost: "running", to resume at the next start
     with sqlite3.connect(tmp_path / ".stepflow-gateway" / "state.db") as db:
         status = dict(db.execute("SELECT run_id, status FROM runs").fetchall())
-    assert status == {short: "completed", long: "cancelled", waited: "cancelled"}, status
+    assert status == {short: "completed", long: "running", waited: "running"}, status
 
     again = start_server(worker_config(tmp_path))
     with httpx2.Client(base_url=again.api, timeout=30) as c:
         s = c.get(f"/runs/{short}").json()
         assert s["status"] == "completed", s
         assert c.get(f"/runs/{short}/items").json()["items"][0]["result"]["result"]["passthrough"] == "s"
-        l_ = c.get(f"/runs/{long}").json()
+        for rid in (long, waited):  # resumed: the same run, running again; a cancel ends it now
+            assert c.get(f"/runs/{rid}").json()["status"] == "running"
+            wait_steps_running(again, rid, 1)
+            assert c.post(f"/runs/{rid}/cancel").status_code == 200
+        l_ = c.get(f"/runs/{long}?wait=true").json()
         assert l_["status"] == "cancelled" and l_["items"]["cancelled"] == 1
