@@ -5,9 +5,10 @@ current from the first request, while ``mcp_facade.py`` (which imports the SDK, 
 when the first ``/mcp`` request arrives. A tool's ``types.Tool`` definition is built on first
 use (``FlowTool.tool``), by the façade.
 
-* The catalogue is persisted in the state store as one gateway-owned record (blob id
-  ``CATALOGUE_BLOB_ID``, type ``gateway``) listing the flow ids stored through ``POST /flows`` in
-  store order, so tool names survive a restart. (The ``StateStore`` seam has no "list blobs".)
+* The catalogue is persisted in the state store as one gateway-owned record (key
+  ``CATALOGUE_KEY``) listing the flow ids stored through ``POST /flows`` in
+  store order, so tool names survive a restart. It is a mutable *record* (``put_record``), never a
+  content-addressed blob (a blob is written once and never replaced).
 * The most recently stored flow owns a tool name.
 """
 
@@ -21,11 +22,11 @@ from ..flow.load import parse_flow
 from ..flow.model import Flow
 from ..logging import get_logger
 
-__all__ = ["CATALOGUE_BLOB_ID", "FlowCatalogue", "FlowTool", "tool_name"]
+__all__ = ["CATALOGUE_KEY", "FlowCatalogue", "FlowTool", "tool_name"]
 
 log = get_logger(__name__)
 
-CATALOGUE_BLOB_ID = "stepflow-gateway:mcp-catalogue"
+CATALOGUE_KEY = "stepflow-gateway:mcp-catalogue"
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -145,8 +146,11 @@ class FlowCatalogue:
     @classmethod
     async def load(cls, store: Any) -> FlowCatalogue:
         cat = cls(store)
-        got = await store.get_blob(CATALOGUE_BLOB_ID)
-        ids = got[0].get("flows", []) if got is not None and isinstance(got[0], dict) else []
+        got = await store.get_record(CATALOGUE_KEY)
+        if got is None:  # written by a version that kept it in the blob table (never overwritten)
+            legacy = await store.get_blob(CATALOGUE_KEY)
+            got = legacy[0] if legacy is not None else None
+        ids = got.get("flows", []) if isinstance(got, dict) else []
         for flow_id in ids:
             blob = await store.get_blob(flow_id)
             if blob is None or blob[1] != "flow":
@@ -164,7 +168,7 @@ class FlowCatalogue:
         self._listeners.append(callback)
 
     async def _persist(self) -> None:
-        await self._store.put_blob(CATALOGUE_BLOB_ID, {"flows": list(self._order)}, "gateway")
+        await self._store.put_record(CATALOGUE_KEY, {"flows": list(self._order)})
         for cb in self._listeners:
             cb()
 

@@ -6,7 +6,7 @@ which order) and the MCP server around it: the mcp SDK's low-level ``Server`` wi
 ``run()`` the app lifespan holds open. Both protocol eras are served by the SDK.
 
 * The catalogue is persisted in the state store as one gateway-owned record (blob id
-  ``CATALOGUE_BLOB_ID``, type ``gateway``) listing the flow ids stored through ``POST /flows`` in
+  ``CATALOGUE_KEY``, type ``gateway``) listing the flow ids stored through ``POST /flows`` in
   store order, so tool names survive a restart. (The ``StateStore`` seam has no "list blobs".)
 * A tool call is one recorded run (``ServerRuntime.start_run``), visible in ``GET /runs``. The
   run executes in the app task group; if the client cancels (``notifications/cancelled``) the
@@ -39,9 +39,9 @@ from ..flow.load import parse_flow
 from ..gateway import RunHandle
 from ..logging import get_logger
 from ..state.base import RunRecord
-from .catalogue import CATALOGUE_BLOB_ID, FlowCatalogue, FlowTool, tool_name
+from .catalogue import CATALOGUE_KEY, FlowCatalogue, FlowTool, tool_name
 
-__all__ = ["CATALOGUE_BLOB_ID", "FlowCatalogue", "McpFacade", "tool_name"]
+__all__ = ["CATALOGUE_KEY", "FlowCatalogue", "McpFacade", "tool_name"]
 
 log = get_logger(__name__)
 

@@ -127,3 +127,25 @@ async def test_catalogue_changes_notify_and_survive_restart(start_server, tmp_pa
             assert [t.name for t in (await mcp.list_tools()).tools] == ["greet"]
             r = await mcp.call_tool("greet", {"q": "again"})
             assert r.structured_content["messages"][1]["content"] == "again"
+
+
+async def test_every_stored_flow_stays_a_tool_across_restarts(start_server, tmp_path) -> None:
+    # Regression: the catalogue was a content-addressed blob, which is never overwritten, so after
+    # a restart only the flows listed at its first write were still tools.
+    def named(name: str) -> dict[str, Any]:
+        return {**GREET, "name": name, "description": f"flow {name}"}
+
+    server = start_server()
+    with httpx2.Client(base_url=server.api, timeout=30) as rest:
+        for name in ("alpha", "beta"):
+            assert rest.post("/flows", json={"flow": named(name)}).status_code == 200
+    assert server.stop() == 0
+    again = start_server(workdir=tmp_path)
+    with httpx2.Client(base_url=again.api, timeout=30) as rest:
+        assert rest.post("/flows", json={"flow": named("gamma")}).status_code == 200
+    assert again.stop() == 0
+    third = start_server(workdir=tmp_path)
+    with anyio.fail_after(60):
+        async with Client(f"{third.url}/mcp") as mcp:
+            names = sorted(t.name for t in (await mcp.list_tools()).tools)
+    assert names == ["alpha", "beta", "gamma"]
