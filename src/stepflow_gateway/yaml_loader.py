@@ -35,6 +35,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import FlowLoadError
+from .jsonpath import JsonPath
 
 __all__ = (
     "ComplexKeyMap",
@@ -438,8 +439,6 @@ class _Builder:
 
 
 def _display(segments: list[str | int]) -> str:
-    from .flow.path import JsonPath
-
     return JsonPath(tuple(segments)).display()
 
 

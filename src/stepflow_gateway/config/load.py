@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..flow.path import PathSyntaxError, parse_path
+from ..jsonpath import PathSyntaxError, parse_path
 from ..yaml_loader import DuplicateKey, YamlError, load_yaml
 from .model import (
     BACKOFF_TYPES,

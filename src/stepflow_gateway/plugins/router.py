@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config.model import join_path
 from ..errors import ConfigError, RoutingError
-from ..flow.path import MISSING, JsonPath, PathSyntaxError, parse_path
+from ..jsonpath import MISSING, JsonPath, PathSyntaxError, parse_path
 from ..jsonutil import json_equal
 
 if TYPE_CHECKING:
