@@ -32,6 +32,7 @@ from .model import (
     join_path,
     validate,
 )
+from .routes import compile_routes
 
 __all__ = [
     "STANDARD_NAMES",
@@ -421,11 +422,10 @@ class _Builder:
                     path, f"expected a list of rules ([{{plugin: ...}}]), got {_describe(rules)}"
                 )
             out[pattern] = [self.rule(rule, join_path(path, i)) for i, rule in enumerate(rules)]
-        # Pattern syntax and conflicts: the router is the one authority on them.
-        from ..plugins.router import Router  # local import: router imports config.model
-
+        # Pattern syntax and conflicts: config.routes is the one authority on them (the router
+        # builds on the same compiled routes).
         try:
-            Router.build(out)
+            compile_routes(out)
         except ConfigError as exc:
             message = exc.message
             if self.root != "$" and message.startswith("$"):
