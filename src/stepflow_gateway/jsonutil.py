@@ -24,7 +24,7 @@ import re
 from collections.abc import Hashable
 from typing import Any
 
-from .yaml_loader import ComplexKeyMap
+from .types import ComplexKeyMap
 
 try:
     import orjson as _orjson

@@ -35,6 +35,8 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .errors import FlowLoadError
+from .jsonpath import JsonPath
+from .types import ComplexKeyMap
 
 __all__ = (
     "ComplexKeyMap",
@@ -84,17 +86,6 @@ class YamlError(FlowLoadError):
         super().__init__(message, **kw)
         self.line = line
         self.column = column
-
-
-class ComplexKeyMap(list):  # type: ignore[type-arg]
-    """A mapping with at least one mapping or sequence key, as ``(key, value)`` pairs in order.
-
-    Python dicts cannot hold such keys (the mock plugin's ``behaviors`` use ``{input: "a"}:``).
-    Keys are JSON values; scalar keys keep their resolved value (``1`` stays the int ``1``).
-    Repeated keys (by JSON equality) are merged: the last value wins.
-    """
-
-    __slots__ = ()
 
 
 # -- scalar resolution ------------------------------------------------------------------------------
@@ -438,8 +429,6 @@ class _Builder:
 
 
 def _display(segments: list[str | int]) -> str:
-    from .flow.path import JsonPath
-
     return JsonPath(tuple(segments)).display()
 
 

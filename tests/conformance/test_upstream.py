@@ -13,7 +13,7 @@ from pathlib import Path
 import peers
 import pytest
 
-from stepflow_gateway.engine.testing import run_tests
+from stepflow_gateway.testing import run_tests
 
 pytestmark = pytest.mark.anyio
 

@@ -2,7 +2,7 @@
 CLI as ``ExceptionGroup`` ("internal error: unhandled errors in a TaskGroup", exit 1), and made
 ``test`` abort every remaining file with no summary.
 
-Fixed in ``cli/render.py`` (unwrap the group to its ``GatewayError``) and ``engine/testing.py``
+Fixed in ``cli/render.py`` (unwrap the group to its ``GatewayError``) and ``testing.py``
 (the file counts as errored; the other files still run).
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stepflow_gateway.engine.testing import run_tests
+from stepflow_gateway.testing import run_tests
 
 pytestmark = pytest.mark.anyio
 

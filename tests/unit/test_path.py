@@ -1,11 +1,11 @@
-"""flow.path: the JSON path syntax, lookup and display of flow-format.md §5.2."""
+"""jsonpath: the JSON path syntax, lookup and display of flow-format.md §5.2."""
 
 from __future__ import annotations
 
 import pytest
 
 from stepflow_gateway.errors import FlowLoadError
-from stepflow_gateway.flow.path import MISSING, JsonPath, PathSyntaxError, parse_path
+from stepflow_gateway.jsonpath import MISSING, JsonPath, PathSyntaxError, parse_path
 
 
 @pytest.mark.parametrize(

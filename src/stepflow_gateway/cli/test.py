@@ -23,8 +23,8 @@ def test_command(
     diff: Annotated[bool, typer.Option("--diff", help="Show a diff for failing cases.")] = False,
 ) -> None:
     """Run test cases embedded in flows (test.cases); exit 1 if any case fails."""
-    from ..engine.testing import run_tests
     from ..logging import configure
+    from ..testing import run_tests
 
     configure()
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..flow.path import PathSyntaxError, parse_path
+from ..jsonpath import PathSyntaxError, parse_path
 from ..yaml_loader import DuplicateKey, YamlError, load_yaml
 from .model import (
     BACKOFF_TYPES,
@@ -33,6 +33,7 @@ from .model import (
     join_path,
     validate,
 )
+from .routes import compile_routes
 
 __all__ = [
     "STANDARD_NAMES",
@@ -431,11 +432,10 @@ class _Builder:
                     path, f"expected a list of rules ([{{plugin: ...}}]), got {_describe(rules)}"
                 )
             out[pattern] = [self.rule(rule, join_path(path, i)) for i, rule in enumerate(rules)]
-        # Pattern syntax and conflicts: the router is the one authority on them.
-        from ..plugins.router import Router  # local import: router imports config.model
-
+        # Pattern syntax and conflicts: config.routes is the one authority on them (the router
+        # builds on the same compiled routes).
         try:
-            Router.build(out)
+            compile_routes(out)
         except ConfigError as exc:
             message = exc.message
             if self.root != "$" and message.startswith("$"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..flow.path import JsonPath
+from ..jsonpath import JsonPath
 from ..jsonutil import dumps_compact
 
 __all__ = ("ZERO_RUN_ID", "match_flow_result", "normalize_result", "partial_match")

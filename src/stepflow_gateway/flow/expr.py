@@ -19,8 +19,8 @@ from typing import Any
 
 from ..core.result import ResultError
 from ..errors import FlowLoadError
+from ..jsonpath import MISSING, JsonPath, parse_path
 from ..jsonutil import dumps_compact
-from .path import MISSING, JsonPath, parse_path
 
 __all__ = [
     "Coalesce",

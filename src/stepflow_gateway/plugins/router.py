@@ -1,9 +1,11 @@
 """Component routing: public path -> (plugin, plugin-local name) (config.md §4).
 
-Owns route patterns (matchit syntax: literal segments, ``{name}`` for one segment, ``{*name}`` for
-the rest), their priority (static beats parameter beats catch-all, whatever the map order), rule
-selection (conditions on the step input, allow/deny lists, ``component`` templates), reverse
-routing for listings, and the config diagnostics about routes.
+Owns matching a component path against the compiled routes (static beats parameter beats
+catch-all, whatever the map order), rule selection (conditions on the step input, allow/deny
+lists, ``component`` templates), reverse routing for listings, and the config diagnostics about
+routes. The pattern syntax, its compilation into a segment trie and the conflict checks live in
+``config.routes``, so the config loader validates patterns with the same code without importing
+plugins.
 
 ``resolve`` runs once per step, so the work is done up front: patterns are compiled into a segment
 trie, templates into parts, condition paths parsed once, and the result of a resolution whose
@@ -12,162 +14,20 @@ rules cannot depend on the step input is cached per component string.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..config.model import join_path
-from ..errors import ConfigError, RoutingError
-from ..flow.path import MISSING, JsonPath, PathSyntaxError, parse_path
+from ..config.model import RouteRule, join_path
+from ..config.routes import PARAM, CompiledRoute, CompiledRule, TrieNode, compile_routes, route_path
+from ..errors import RoutingError
+from ..jsonpath import MISSING
 from ..jsonutil import json_equal
-
-if TYPE_CHECKING:
-    from ..config.model import RouteRule
 
 __all__ = ["Router"]
 
 # Resolution caches are bounded so arbitrary component strings (REST, nested runs) cannot grow
 # memory without limit; flows use a handful of distinct components, so this is never hit in practice.
 _CACHE_LIMIT = 4096
-
-_PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _route_path(pattern: str) -> str:
-    return join_path("$.routes", pattern)
-
-
-# --------------------------------------------------------------------------------------------------
-# Compiled forms
-
-
-@dataclass(frozen=True, slots=True)
-class _Template:
-    """A ``component`` template split into literal text and parameter names."""
-
-    parts: tuple[tuple[bool, str], ...]  # (is_param, text-or-name)
-    reverse: re.Pattern[str] | None  # matches a local name, capturing the parameters in order
-    names: tuple[str, ...]
-
-    def render(self, params: dict[str, str]) -> str:
-        return "".join(params[text] if is_param else text for is_param, text in self.parts)
-
-
-@dataclass(frozen=True, slots=True)
-class _Rule:
-    index: int
-    plugin: str
-    conditions: tuple[tuple[JsonPath, Any], ...]
-    allow: frozenset[str] | None
-    deny: frozenset[str] | None
-    template: _Template | None
-
-    def accepts(self, name: str) -> bool:
-        if self.allow is not None and name not in self.allow:
-            return False
-        return self.deny is None or name not in self.deny
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    pattern: str
-    segments: tuple[str, ...]  # the pattern split at "/"; parameters kept as "{x}" / "{*x}"
-    params: tuple[tuple[str, bool], ...]  # (name, is_catch_all) in order
-    rules: tuple[_Rule, ...]
-    conditional: bool  # any rule has conditions
-
-
-@dataclass(slots=True)
-class _Node:
-    """One segment position of the pattern trie."""
-
-    static: dict[str, _Node] = field(default_factory=dict)
-    param: _Node | None = None
-    param_name: str | None = None
-    param_owner: str | None = None  # the pattern that named the parameter first (for messages)
-    catch_all: _Route | None = None
-    catch_all_name: str | None = None
-    route: _Route | None = None  # a pattern ending exactly here
-
-
-def _parse_template(text: str, route: _Route, where: str) -> _Template:
-    kinds = dict(route.params)
-    parts: list[tuple[bool, str]] = []
-    regex: list[str] = []
-    names: list[str] = []
-    pos = 0
-    for m in _PARAM.finditer(text):
-        if m.start() > pos:
-            parts.append((False, text[pos : m.start()]))
-            regex.append(re.escape(text[pos : m.start()]))
-        star, name = m.groups()
-        if star or name not in kinds:
-            known = ", ".join(f"{{{n}}}" for n in kinds) or "none"
-            raise ConfigError(
-                f"{where}: template {text!r} uses {m.group(0)} but the pattern {route.pattern!r} "
-                f"only captures {known} (a catch-all {{*name}} is referenced as {{name}})"
-            )
-        parts.append((True, name))
-        regex.append("(.+)" if kinds[name] else "([^/]+)")
-        names.append(name)
-        pos = m.end()
-    if pos < len(text):
-        parts.append((False, text[pos:]))
-        regex.append(re.escape(text[pos:]))
-    if "{" in "".join(t for p, t in parts if not p) or "}" in "".join(t for p, t in parts if not p):
-        raise ConfigError(f"{where}: template {text!r} has a malformed {{parameter}}")
-    reverse = re.compile("".join(regex) + r"\Z") if len(set(names)) == len(names) else None
-    return _Template(tuple(parts), reverse, tuple(names))
-
-
-def _compile_route(pattern: str, rules: list[RouteRule]) -> _Route:
-    where = _route_path(pattern)
-    if not pattern.startswith("/"):
-        raise ConfigError(f"{where}: route pattern must start with '/'")
-    segments = tuple(pattern[1:].split("/"))
-    params: list[tuple[str, bool]] = []
-    for i, seg in enumerate(segments):
-        m = _PARAM.fullmatch(seg)
-        if m is None:
-            if "{" in seg or "}" in seg:
-                raise ConfigError(
-                    f"{where}: segment {seg!r} is not a valid parameter: use a whole segment "
-                    "{name} or a final {*name}, with name [A-Za-z_][A-Za-z0-9_]*"
-                )
-            continue
-        star, name = m.groups()
-        if star and i != len(segments) - 1:
-            raise ConfigError(f"{where}: the catch-all {seg} must be the last segment")
-        if any(name == n for n, _ in params):
-            raise ConfigError(f"{where}: parameter {{{name}}} appears twice")
-        params.append((name, bool(star)))
-    shell = _Route(pattern, segments, tuple(params), (), False)
-    compiled: list[_Rule] = []
-    for i, rule in enumerate(rules):
-        rwhere = f"{where}[{i}]"
-        conds: list[tuple[JsonPath, Any]] = []
-        for j, cond in enumerate(rule.conditions):
-            try:
-                conds.append((parse_path(cond.path), cond.value))
-            except PathSyntaxError as exc:  # the loader reports it first; this guards direct use
-                raise ConfigError(f"{rwhere}.conditions[{j}].path: {exc.message}") from None
-        template = (
-            _parse_template(rule.component, shell, f"{rwhere}.component")
-            if rule.component is not None
-            else None
-        )
-        compiled.append(
-            _Rule(
-                index=i,
-                plugin=rule.plugin,
-                conditions=tuple(conds),
-                allow=frozenset(rule.component_allow) if rule.component_allow is not None else None,
-                deny=frozenset(rule.component_deny) if rule.component_deny else None,
-                template=template,
-            )
-        )
-    return _Route(pattern, segments, tuple(params), tuple(compiled), any(r.conditions for r in compiled))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,12 +39,12 @@ class Router:
 
     __slots__ = ("_routes", "_root", "_static", "_resolved", "_matched", "_public")
 
-    def __init__(self, routes: list[_Route], root: _Node) -> None:
+    def __init__(self, routes: list[CompiledRoute], root: TrieNode) -> None:
         self._routes = routes  # config order (reverse routing uses it)
         self._root = root
-        self._static: dict[str, _Route] = {r.pattern: r for r in routes if not r.params}
+        self._static: dict[str, CompiledRoute] = {r.pattern: r for r in routes if not r.params}
         self._resolved: dict[str, tuple[str, str]] = {}  # component -> result, input-independent
-        self._matched: dict[str, tuple[_Route, dict[str, str]]] = {}  # component -> match
+        self._matched: dict[str, tuple[CompiledRoute, dict[str, str]]] = {}  # component -> match
         self._public: dict[tuple[str, str], str | None] = {}
 
     # -- building ---------------------------------------------------------------------------------
@@ -197,50 +57,12 @@ class Router:
             ConfigError: a malformed pattern or template, or two conflicting patterns
                 (e.g. ``/a/{x}`` and ``/a/{y}``).
         """
-        root = _Node()
-        compiled: list[_Route] = []
-        for pattern, rules in routes.items():
-            route = _compile_route(pattern, rules)
-            cls._insert(root, route)
-            compiled.append(route)
+        compiled, root = compile_routes(routes)
         return cls(compiled, root)
-
-    @staticmethod
-    def _insert(root: _Node, route: _Route) -> None:
-        node = root
-        where = _route_path(route.pattern)
-        for seg in route.segments:
-            m = _PARAM.fullmatch(seg)
-            if m is None:
-                node = node.static.setdefault(seg, _Node())
-                continue
-            star, name = m.groups()
-            if star:
-                if node.catch_all is not None:
-                    raise ConfigError(
-                        f"{where}: conflicts with route {node.catch_all.pattern!r} (both catch all at "
-                        "the same position)"
-                    )
-                node.catch_all = route
-                node.catch_all_name = name
-                return
-            if node.param is None:
-                node.param = _Node()
-                node.param_name = name
-                node.param_owner = route.pattern
-            elif node.param_name != name:
-                raise ConfigError(
-                    f"{where}: conflicts with route {node.param_owner!r}: the same segment is "
-                    f"{{{node.param_name}}} there and {{{name}}} here; use one name"
-                )
-            node = node.param
-        if node.route is not None:
-            raise ConfigError(f"{where}: conflicts with route {node.route.pattern!r}")
-        node.route = route
 
     # -- matching ---------------------------------------------------------------------------------
 
-    def _match(self, component: str) -> tuple[_Route, dict[str, str]] | None:
+    def _match(self, component: str) -> tuple[CompiledRoute, dict[str, str]] | None:
         hit = self._matched.get(component)
         if hit is not None:
             return hit
@@ -248,7 +70,7 @@ class Router:
             return None
         route = self._static.get(component)
         if route is not None:
-            found: tuple[_Route, dict[str, str]] | None = (route, {})
+            found: tuple[CompiledRoute, dict[str, str]] | None = (route, {})
         else:
             segments = component[1:].split("/")
             params: dict[str, str] = {}
@@ -260,8 +82,8 @@ class Router:
         return found
 
     def _walk(
-        self, node: _Node, segments: list[str], i: int, params: dict[str, str], component: str
-    ) -> tuple[_Route, dict[str, str]] | None:
+        self, node: TrieNode, segments: list[str], i: int, params: dict[str, str], component: str
+    ) -> tuple[CompiledRoute, dict[str, str]] | None:
         """Depth-first, static before parameter before catch-all, backtracking on a dead end."""
         if i == len(segments):
             return (node.route, dict(params)) if node.route is not None else None
@@ -312,7 +134,7 @@ class Router:
         return result
 
     def _select(
-        self, route: _Route, params: dict[str, str], component: str, step_input: Any
+        self, route: CompiledRoute, params: dict[str, str], component: str, step_input: Any
     ) -> tuple[str, str]:
         for rule in route.rules:
             if rule.conditions and not self._conditions_hold(rule, route, component, step_input):
@@ -323,7 +145,7 @@ class Router:
         raise RoutingError(f"No matching rule found for component: {component}")
 
     @staticmethod
-    def _conditions_hold(rule: _Rule, route: _Route, component: str, step_input: Any) -> bool:
+    def _conditions_hold(rule: CompiledRule, route: CompiledRoute, component: str, step_input: Any) -> bool:
         for path, expected in rule.conditions:
             actual = path.lookup(step_input)
             if actual is MISSING:
@@ -337,7 +159,7 @@ class Router:
         return True
 
     @staticmethod
-    def _local_name(rule: _Rule, route: _Route, params: dict[str, str], component: str) -> str:
+    def _local_name(rule: CompiledRule, route: CompiledRoute, params: dict[str, str], component: str) -> str:
         if rule.template is not None:
             return rule.template.render(params)
         value = params.get("component")
@@ -411,7 +233,7 @@ class Router:
         self._public[key] = found
         return found
 
-    def _reverse(self, route: _Route, rule: _Rule, local_name: str) -> str | None:
+    def _reverse(self, route: CompiledRoute, rule: CompiledRule, local_name: str) -> str | None:
         values: dict[str, str] = {}
         if rule.template is not None:
             if rule.template.reverse is None:
@@ -426,7 +248,7 @@ class Router:
             return None
         out: list[str] = []
         for seg in route.segments:
-            m = _PARAM.fullmatch(seg)
+            m = PARAM.fullmatch(seg)
             if m is None:
                 out.append(seg)
                 continue
@@ -468,7 +290,7 @@ class Router:
                             2200,
                             "error",
                             f"Route '{route.pattern}' references unknown plugin '{rule.plugin}'",
-                            f"{_route_path(route.pattern)}[{rule.index}].plugin",
+                            f"{route_path(route.pattern)}[{rule.index}].plugin",
                             {"route_path": route.pattern, "rule_index": rule.index, "plugin": rule.plugin},
                         )
                     )

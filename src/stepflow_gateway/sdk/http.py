@@ -26,8 +26,8 @@ from starlette.routing import Route
 from ..protocol.framing import dumps, loads
 from ..protocol.jsonrpc import RpcError, error_message, request_message, response_message
 from ..protocol.messages import Method
+from ._handler import ComponentHandler
 from .negotiate import accept_offer
-from .server import ComponentServer
 
 __all__ = ["create_app", "serve_http"]
 
@@ -47,7 +47,7 @@ class _Waiter:
 
 
 class _State:
-    def __init__(self, server: ComponentServer, fast: bool) -> None:
+    def __init__(self, server: ComponentHandler, fast: bool) -> None:
         self.server = server
         self.fast = fast
         self.instance_id = secrets.token_hex(8)
@@ -116,7 +116,7 @@ def _json(message: Any, status: int = 200) -> Response:
     return Response(dumps(message), status_code=status, media_type="application/json")
 
 
-def create_app(server: ComponentServer, *, fast: bool = True) -> Starlette:
+def create_app(server: ComponentHandler, *, fast: bool = True) -> Starlette:
     """The ASGI app of one component server."""
     state = _State(server, fast)
 
@@ -189,7 +189,7 @@ def create_app(server: ComponentServer, *, fast: bool = True) -> Starlette:
 
 
 async def serve_http(
-    server: ComponentServer, *, host: str = "127.0.0.1", port: int = 0, fast: bool = True
+    server: ComponentHandler, *, host: str = "127.0.0.1", port: int = 0, fast: bool = True
 ) -> None:
     """Bind, print ``{"port": N}`` on stdout, serve until stopped (SIGTERM/SIGINT)."""
     import uvicorn

@@ -17,8 +17,8 @@ from ..protocol.framepeer import FramePeer
 from ..protocol.framing import LineChannel
 from ..protocol.jsonrpc import Peer
 from ..protocol.messages import Method
+from ._handler import ComponentHandler
 from .negotiate import accept_offer
-from .server import ComponentServer
 
 __all__ = ["serve_stdio"]
 
@@ -95,7 +95,7 @@ async def _std_streams() -> tuple[Any, Any]:
     return rx, tx
 
 
-async def serve_stdio(server: ComponentServer, *, fast: bool = True) -> None:
+async def serve_stdio(server: ComponentHandler, *, fast: bool = True) -> None:
     """Serve until stdin closes (the runtime's shutdown signal) or the fast channel ends."""
     rx, tx = await _std_streams()
     async with anyio.create_task_group() as tg:

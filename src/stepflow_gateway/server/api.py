@@ -1,6 +1,6 @@
 """REST ``/api/v1`` handlers (rest-api.md §2): health, components, flows, runs.
 
-Each handler parses its input (``request_bodies``, query helpers below), calls the ``Gateway``
+Each handler parses its input (``request_bodies``, ``request_params``), calls the ``Gateway``
 through ``ServerRuntime``, and returns a JSON dict (``responses``). Errors are raised, never built
 here: ``errors.py`` turns them into the REST error body. Nothing here imports pydantic: it is
 loaded only for a body of an unusual shape (``request_bodies.py``) and for the OpenAPI document.
@@ -8,7 +8,6 @@ loaded only for a body of an unusual shape (``request_bodies.py``) and for the O
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import anyio
@@ -23,6 +22,7 @@ from ..gateway import RunHandle, now_iso
 from ..state.base import RunFilter, RunRecord
 from .errors import ApiError
 from .request_bodies import create_run_body, store_flow_body
+from .request_params import path_run_id, query_bool, query_int, query_uuid, runtime_of
 from .responses import (
     EXECUTION_STATUSES,
     item_json,
@@ -39,55 +39,6 @@ __all__ = ["routes"]
 
 CANCEL_WAIT_S = 10.0
 """How long ``POST /runs/{id}/cancel`` waits for the run to record its cancellation."""
-
-
-def _rt(request: Request) -> ServerRuntime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
-
-
-def _run_id(request: Request) -> str:
-    raw = request.path_params["run_id"]
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise ApiError(
-            400, f"Invalid run id '{raw}': expected a UUID such as '01a209c8-e19e-7f32-9634-90cd69a6e1e1'"
-        ) from None
-
-
-def _query_int(request: Request, name: str) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, f"Query parameter '{name}' must be a non-negative integer, got '{raw}'") from None
-    if value < 0:
-        raise ApiError(400, f"Query parameter '{name}' must be a non-negative integer, got '{raw}'")
-    return value
-
-
-def _query_uuid(request: Request, name: str) -> str | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return str(uuid.UUID(raw))
-    except ValueError:
-        raise ApiError(400, f"Query parameter '{name}' must be a UUID, got '{raw}'") from None
-
-
-def _query_bool(request: Request, name: str, default: bool) -> bool:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    low = raw.lower()
-    if low in ("true", "1", "yes"):
-        return True
-    if low in ("false", "0", "no"):
-        return False
-    raise ApiError(400, f"Query parameter '{name}' must be true or false, got '{raw}'")
 
 
 # -- health and components ------------------------------------------------------------------------
@@ -110,14 +61,14 @@ async def health(request: Request) -> Response:
         if which == "stack":
             stack.append({"error": "cause of the test error", "attachments": ["attachment"]})
         raise ApiError(status, message, stack=stack)
-    rt = _rt(request)
+    rt = runtime_of(request)
     return JSONResponse({"status": "healthy", "timestamp": now_iso(), "version": rt.settings.version})
 
 
 async def components(request: Request) -> Response:
-    include = _query_bool(request, "includeSchemas", True)
+    include = query_bool(request, "includeSchemas", True)
     out = []
-    for comp in _rt(request).gw.components():
+    for comp in runtime_of(request).gw.components():
         entry = comp.to_json()
         if not include:
             entry.pop("input_schema", None)
@@ -128,7 +79,7 @@ async def components(request: Request) -> Response:
 
 # -- flows ----------------------------------------------------------------------------------------
 async def store_flow(request: Request) -> Response:
-    rt = _rt(request)
+    rt = runtime_of(request)
     body = await store_flow_body(request, rt.settings.max_body_bytes)
     try:
         loaded = parse_flow(body.flow)
@@ -171,7 +122,7 @@ def _all_examples(flow: Any) -> list[dict[str, Any]]:
 
 
 async def get_flow(request: Request) -> Response:
-    rt = _rt(request)
+    rt = runtime_of(request)
     flow = await _load_flow(rt, request.path_params["flow_id"])
     out: dict[str, Any] = {"flow": flow.to_json(), "flowId": flow.flow_id}
     examples = _all_examples(flow)
@@ -181,7 +132,7 @@ async def get_flow(request: Request) -> Response:
 
 
 async def delete_flow(request: Request) -> Response:
-    rt = _rt(request)
+    rt = runtime_of(request)
     flow_id = request.path_params["flow_id"]
     await _load_flow(rt, flow_id)
     active = any(h.record.flow_id == flow_id for h in rt.gw.live.values())
@@ -196,7 +147,7 @@ async def delete_flow(request: Request) -> Response:
 
 # -- runs -----------------------------------------------------------------------------------------
 async def create_run(request: Request) -> Response:
-    rt = _rt(request)
+    rt = runtime_of(request)
     body = await create_run_body(request, rt.settings.max_body_bytes)
     flow = await _load_flow(rt, body.flow_id)
     out = await run_response(
@@ -239,21 +190,21 @@ async def run_response(
 
 
 async def list_runs(request: Request) -> Response:
-    rt = _rt(request)
+    rt = runtime_of(request)
     status = request.query_params.get("status") or None
     if status is not None and status not in EXECUTION_STATUSES:
         raise ApiError(
             400, f"Query parameter 'status' must be one of {', '.join(EXECUTION_STATUSES)}, got '{status}'"
         )
-    limit = _query_int(request, "limit")
+    limit = query_int(request, "limit")
     flt = RunFilter(
         status=status,
         flow_name=request.query_params.get("flowName") or None,
-        root_run_id=_query_uuid(request, "rootRunId"),
-        parent_run_id=_query_uuid(request, "parentRunId"),
-        max_depth=_query_int(request, "maxDepth"),
+        root_run_id=query_uuid(request, "rootRunId"),
+        parent_run_id=query_uuid(request, "parentRunId"),
+        max_depth=query_int(request, "maxDepth"),
         limit=DEFAULT_LIST_LIMIT if limit is None else limit,
-        offset=_query_int(request, "offset") or 0,
+        offset=query_int(request, "offset") or 0,
     )
     runs = []
     for rec in await rt.gw.store.list_runs(flt):
@@ -266,12 +217,12 @@ async def list_runs(request: Request) -> Response:
 
 
 async def get_run(request: Request) -> Response:
-    view = await _rt(request).find_run(_run_id(request))
+    view = await runtime_of(request).find_run(path_run_id(request))
     return JSONResponse(run_details(view.record, view.item_statuses()))
 
 
 async def run_items(request: Request) -> Response:
-    view = await _rt(request).find_run(_run_id(request))
+    view = await runtime_of(request).find_run(path_run_id(request))
     rec = view.record
     n = len(rec.inputs)
     if view.handle is not None and view.handle.results is None:
@@ -290,9 +241,9 @@ async def run_items(request: Request) -> Response:
 
 
 async def run_steps(request: Request) -> Response:
-    rt = _rt(request)
-    view = await rt.find_run(_run_id(request))
-    item = _query_int(request, "item") or 0
+    rt = runtime_of(request)
+    view = await rt.find_run(path_run_id(request))
+    item = query_int(request, "item") or 0
     if item >= max(1, len(view.record.inputs)):
         raise ApiError(
             400,
@@ -315,15 +266,15 @@ async def run_steps(request: Request) -> Response:
 
 
 async def run_flow(request: Request) -> Response:
-    rt = _rt(request)
-    view = await rt.find_run(_run_id(request))
+    rt = runtime_of(request)
+    view = await rt.find_run(path_run_id(request))
     flow = view.handle.flow if view.handle is not None else await _load_flow(rt, view.record.flow_id)
     return JSONResponse({"flow": flow.to_json(), "flowId": flow.flow_id})
 
 
 async def cancel_run(request: Request) -> Response:
-    rt = _rt(request)
-    run_id = _run_id(request)
+    rt = runtime_of(request)
+    run_id = path_run_id(request)
     view = await rt.find_run(run_id)
     handle: RunHandle | None = view.handle
     if handle is None or handle.done.is_set():
@@ -336,8 +287,8 @@ async def cancel_run(request: Request) -> Response:
 
 
 async def delete_run(request: Request) -> Response:
-    rt = _rt(request)
-    run_id = _run_id(request)
+    rt = runtime_of(request)
+    run_id = path_run_id(request)
     view = await rt.find_run(run_id)
     if view.handle is not None or view.record.status == "running":
         raise ApiError(409, f"Execution '{run_id}' is still running and cannot be deleted")

@@ -31,6 +31,7 @@ from starlette.responses import Response, StreamingResponse
 from ..core.result import FlowResult
 from ..engine.executor import StepEvent
 from ..gateway import RunHandle, now_iso
+from .request_params import path_run_id, runtime_of
 from .responses import item_stats, item_status
 from .runtime import RunView, ServerRuntime
 
@@ -193,10 +194,8 @@ async def _stream_live(rt: ServerRuntime, handle: RunHandle) -> AsyncIterator[by
 
 
 async def run_events(request: Request) -> Response:
-    from .api import _rt, _run_id
-
-    rt = _rt(request)
-    view = await rt.find_run(_run_id(request))
+    rt = runtime_of(request)
+    view = await rt.find_run(path_run_id(request))
     if view.handle is not None and not view.handle.done.is_set():
         body: AsyncIterator[bytes] = _stream_live(rt, view.handle)
     else:

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from engine_support import states
 
-from stepflow_gateway.engine.testing import run_tests
 from stepflow_gateway.errors import FlowValidationError
 from stepflow_gateway.flow.load import load_flow, parse_flow
 from stepflow_gateway.jsonutil import blob_id
+from stepflow_gateway.testing import run_tests
 
 pytestmark = pytest.mark.anyio
 

@@ -2,6 +2,10 @@
 
 Output goes through a ``write`` callable (the CLI passes stdout); the runner returns a summary whose
 ``exit_code`` is 1 when any case failed, errored, or any flow file failed to load.
+
+It drives a :class:`~stepflow_gateway.gateway.Gateway` per flow file, so it sits above the gateway
+(beside the CLI, which calls it); result normalisation and matching, which need no gateway, are in
+``engine.testing_match``.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from typing import Any
 
 import anyio
 
-from ..errors import GatewayError
-from ..flow.model import FLOW_SCHEMA_URL
-from .testing_match import match_flow_result, normalize_result
+from .engine.testing_match import match_flow_result, normalize_result
+from .errors import GatewayError
+from .flow.model import FLOW_SCHEMA_URL
 
 __all__ = ["TestSummary", "discover", "run_tests"]
 
@@ -166,7 +170,7 @@ async def run_tests(
     diff: bool = False,
     write: Callable[[str], None] = print,
 ) -> TestSummary:
-    from ..yaml_loader import load_yaml_file
+    from .yaml_loader import load_yaml_file
 
     summary = TestSummary()
     files, missing = discover(paths)
@@ -222,9 +226,9 @@ async def _run_file(
     diff: bool,
     write: Callable[[str], None],
 ) -> None:
-    from ..config.load import find_test_config, load_config, parse_config
-    from ..flow.load import load_flow
-    from ..gateway import Gateway
+    from .config.load import find_test_config, load_config, parse_config
+    from .flow.load import load_flow
+    from .gateway import Gateway
 
     loaded = load_flow(path)  # FlowLoadError → errored file
     flow_dir = path.resolve().parent
