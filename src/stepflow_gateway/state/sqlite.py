@@ -1,13 +1,13 @@
 """SQLite ``StateStore`` (the default of ``serve``): blobs, records, the journal, runs, items and
 steps in one file.
 
-* One ``sqlite3`` connection owned by one thread (``_Worker``). Every call becomes an operation
-  on its queue, in call order. Writes (``create_run``, ``append``, ``complete_run``,
-  ``put_record``, ``put_blob``, deletes) are not waited for: the thread commits everything queued
-  in one transaction (group commit), then answers the reads of that batch. ``flush()`` waits for
-  the commit of everything queued before it; reads wait for their answer, so they see every
-  earlier write. WAL journal with ``synchronous=NORMAL``: a commit survives the process being
-  killed (it is in the OS's page cache); a power cut may lose the last few.
+* Writes (``create_run``, ``append``, ``complete_run``, ``put_record``, ``put_blob``) are queued in
+  call order and not waited for; everything queued during one pass of the event loop is committed
+  in one transaction by a callback at its end (group commit, ``_Committer``), on the loop thread, so
+  a write costs no thread hop. ``flush()`` waits for the commit of everything queued before it.
+  Reads wait for earlier writes, then run in a worker thread on a second connection (WAL: readers
+  and the writer never block each other). ``synchronous=NORMAL``: a commit survives the process
+  being killed (it is in the OS's page cache); a power cut may lose the last few.
 * A batch that cannot be written (disk full, database locked past the busy timeout) stays queued
   and is tried again with backoff; ``flush()`` raises ``StateStoreError`` meanwhile, naming the file.
 * JSON values are stored as compact text; journal values over ``INLINE_LIMIT`` bytes go to the
@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -55,6 +54,12 @@ INLINE_LIMIT = 64 * 1024
 """Journal values whose JSON is longer than this are stored as blobs (once) and referenced."""
 RETRY_MAX_S = 5.0
 """Longest pause between tries of a batch that could not be written."""
+CHECKPOINT_EVERY = 256
+"""Commits between WAL checkpoints. They run in a worker thread (the writer's automatic
+checkpoints are off), so their page copies and fsync never stall the event loop."""
+WRITE_BUSY_MS = 200
+"""How long a commit (on the event loop) waits for a lock another process holds before the batch
+is left queued and tried again later."""
 Mode = Literal["ro", "rw", "rwc", "memory"]
 _MODES: tuple[Mode, ...] = ("ro", "rw", "rwc", "memory")
 _T = TypeVar("_T")
@@ -127,6 +132,7 @@ CREATE TABLE IF NOT EXISTS journal (
 ) WITHOUT ROWID;
 ALTER TABLE runs ADD COLUMN max_concurrency INTEGER;
 CREATE INDEX IF NOT EXISTS runs_unfinished ON runs (status, parent_run_id, seq);
+DROP INDEX IF EXISTS runs_status;
 """
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 """``(version, script)``: each brings the schema from ``version - 1`` to ``version``."""
@@ -198,148 +204,65 @@ def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
 
 @dataclass(slots=True)
 class _Op:
-    """One queued call: ``fn(conn)``; ``future`` is set for reads (their answer) and ``None`` for
-    writes; ``events`` are the journal events a write carries (for ``on_commit``)."""
+    """One queued write: ``fn(conn)``, and the journal events it carries (for ``on_commit``)."""
 
     fn: Callable[[sqlite3.Connection], Any]
-    future: asyncio.Future[Any] | None = None
     events: list[JournalEvent] | None = None
 
 
-class _Worker:
-    """The thread that owns the connection. Writes are committed in batches; see the module doc."""
+class _Committer:
+    """Group commit on the event loop: writes queued during one pass of the loop are committed
+    together by one callback at its end. No thread hop, so a lone run pays one commit and nothing
+    else; a busy server pays one per loop pass, however many runs wrote in it. The connection's
+    busy timeout is short, so a database locked by another process blocks the loop only briefly:
+    the batch stays queued and is tried again with backoff."""
 
     def __init__(self, conn: sqlite3.Connection, where: str, on_commit: Callable[[list[JournalEvent]], None]):
         self.conn = conn
         self.where = where
         self._on_commit = on_commit
         self._loop = asyncio.get_running_loop()
-        self._cv = threading.Condition()
-        self._queue: list[_Op] = []
-        self._closing = False
-        self._kick = False
-        # Touched on the event loop only:
+        self._ops: list[_Op] = []
+        self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._backoff = 0.0
         self.queued = 0
         """Writes queued so far."""
         self.committed = 0
-        """Writes committed so far (in queue order, so ``committed >= n`` means the first n are)."""
+        """Writes committed so far (in queue order: ``committed >= n`` means the first n are)."""
         self.failure: StateStoreError | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._thread = threading.Thread(target=self._main, name="stepflow-state-sqlite", daemon=True)
-        self._thread.start()
+        self.checkpoint: Callable[[], None] | None = None
+        """Set for a file database: a checkpoint on a connection of its own (run in a thread)."""
+        self._commits = 0
+        self.checkpointing = False
 
-    # -- event-loop side ---------------------------------------------------------------------
     def submit(self, op: _Op) -> None:
-        if op.future is None:
-            self.queued += 1
-        with self._cv:
-            if self._closing:
-                raise StateStoreError(f"{self.where} is closed")
-            self._queue.append(op)
-            if len(self._queue) == 1:
-                self._cv.notify()
+        self.queued += 1
+        self._ops.append(op)
+        if self._scheduled is None:
+            self._scheduled = self._loop.call_soon(self.commit)
 
     async def flush(self) -> None:
         target = self.queued
         if self.committed >= target:
             return
+        if self.failure is not None and self._scheduled is not None:  # retrying: try now
+            self._scheduled.cancel()
+            self._scheduled = self._loop.call_soon(self.commit)
         future: asyncio.Future[None] = self._loop.create_future()
         self._waiters.append((target, future))
-        if self.failure is not None:  # a batch is waiting to be tried again: try now
-            with self._cv:
-                self._kick = True
-                self._cv.notify()
         await future
 
-    def _done(
-        self,
-        writes: int,
-        events: list[JournalEvent],
-        reads: list[tuple[_Op, Any, BaseException | None]],
-        error: StateStoreError | None,
-    ) -> None:
-        if error is None:
-            self.committed += writes
-            self.failure = None
-            if self._waiters:
-                keep = []
-                for target, future in self._waiters:
-                    if target <= self.committed:
-                        if not future.done():
-                            future.set_result(None)
-                    else:
-                        keep.append((target, future))
-                self._waiters = keep
-            if events:
-                try:
-                    self._on_commit(events)
-                except Exception:  # a listener's bug must not stop the store
-                    log.exception("journal commit listener failed")
-        else:
-            self.failure = error
-            waiters, self._waiters = self._waiters, []
-            for _target, future in waiters:
-                if not future.done():
-                    future.set_exception(error)
-        for op, value, exc in reads:
-            future = op.future
-            if future is None or future.done():
-                continue
-            if exc is not None:
-                future.set_exception(exc)
-            else:
-                future.set_result(value)
-
-    def close(self) -> None:
-        """Ask the thread to finish what is queued and stop (call ``join`` after)."""
-        with self._cv:
-            self._closing = True
-            self._cv.notify()
-
-    def join(self, timeout: float) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    # -- the thread --------------------------------------------------------------------------
-    def _main(self) -> None:
-        backoff = 0.0
-        while True:
-            with self._cv:
-                while not self._queue and not self._closing:
-                    self._cv.wait()
-                if backoff and not self._closing and not self._kick:
-                    self._cv.wait(backoff)
-                self._kick = False
-                if not self._queue:
-                    return
-                batch, self._queue = self._queue, []
-            writes = [op for op in batch if op.future is None]
-            error = self._write(writes) if writes else None
-            if error is not None:
-                with self._cv:
-                    self._queue[:0] = writes  # kept, in order, for the next try
-                backoff = min(RETRY_MAX_S, backoff * 2 or 0.05)
-                if self._closing:
-                    backoff = 0.0
-            else:
-                backoff = 0.0
-            reads = [self._read(op) for op in batch if op.future is not None]
-            events = [ev for op in writes for ev in op.events or ()] if error is None else []
-            try:
-                self._loop.call_soon_threadsafe(self._done, 0 if error else len(writes), events, reads, error)
-            except RuntimeError:  # the loop is closed: nobody is waiting any more
-                return
-            if error is not None and self._closing:
-                log.error(
-                    "state store closed with writes it could not commit", error=str(error), writes=len(writes)
-                )
-                return
-
-    def _write(self, writes: list[_Op]) -> StateStoreError | None:
+    def commit(self) -> None:
+        """Write everything queued in one transaction (also called at close)."""
+        self._scheduled = None
+        ops, self._ops = self._ops, []
+        if not ops:
+            return
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for op in writes:
+            for op in ops:
                 try:
                     op.fn(conn)
                 except (sqlite3.IntegrityError, StateStoreError, RunNotFound) as exc:
@@ -347,20 +270,60 @@ class _Worker:
                     # log line; the rest of the batch still commits.
                     log.warning("state store dropped a write", error=str(exc))
             conn.execute("COMMIT")
-            return None
         except sqlite3.Error as exc:
             _rollback(conn)
-            return StateStoreError(f"{self.where}: cannot write ({exc})")
+            self._ops[:0] = ops  # kept, in order, for the next try
+            self.failure = error = StateStoreError(f"{self.where}: cannot write ({exc})")
+            self._backoff = min(RETRY_MAX_S, self._backoff * 2 or 0.05)
+            if self._scheduled is None:
+                self._scheduled = self._loop.call_later(self._backoff, self.commit)
+            waiters, self._waiters = self._waiters, []
+            for _target, future in waiters:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        self.failure = None
+        self._backoff = 0.0
+        self.committed += len(ops)
+        self._commits += 1
+        if self.checkpoint is not None and self._commits >= CHECKPOINT_EVERY and not self.checkpointing:
+            self._commits = 0
+            self.checkpointing = True
+            self._loop.run_in_executor(None, self._run_checkpoint)
+        if self._waiters:
+            keep = []
+            for target, future in self._waiters:
+                if target > self.committed:
+                    keep.append((target, future))
+                elif not future.done():
+                    future.set_result(None)
+            self._waiters = keep
+        events = [ev for op in ops if op.events for ev in op.events]
+        if events:
+            try:
+                self._on_commit(events)
+            except Exception:  # a listener's bug must not stop the store
+                log.exception("journal commit listener failed")
 
-    def _read(self, op: _Op) -> tuple[_Op, Any, BaseException | None]:
+    def _run_checkpoint(self) -> None:
         try:
-            return op, op.fn(self.conn), None
-        except sqlite3.Error as exc:
-            _rollback(self.conn)
-            return op, None, StateStoreError(f"{self.where}: {exc}")
-        except Exception as exc:
-            _rollback(self.conn)
-            return op, None, exc
+            assert self.checkpoint is not None
+            self.checkpoint()
+        except sqlite3.Error as exc:  # busy or I/O: the next one tries again
+            log.warning("state store checkpoint failed", error=str(exc))
+        finally:
+            self.checkpointing = False
+
+    def close(self) -> int:
+        """Commit what is queued (one last try); returns how many writes could not be."""
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        self.commit()
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        return len(self._ops)
 
 
 class SqliteStore:
@@ -383,7 +346,10 @@ class SqliteStore:
             "sqlite::memory:" if target.path is None else f"sqlite:{target.path}?mode={target.mode}"
         )
         self.on_commit: Callable[[list[JournalEvent]], None] | None = None
-        self._worker: _Worker | None = None
+        self._writer: _Committer | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._checkpointer: sqlite3.Connection | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
         if target.path is None:
             self.durable = False
 
@@ -412,11 +378,43 @@ class SqliteStore:
 
     # lifecycle ---------------------------------------------------------------------------------
     async def open(self) -> None:
-        if self._worker is not None:
+        if self._writer is not None:
             return
+        self._limiter = anyio.CapacityLimiter(1)
         conn = await anyio.to_thread.run_sync(self._connect)
-        self._worker = _Worker(conn, self._where, self._committed)
+        # Reads run in a worker thread on a connection of their own (WAL: they never block the
+        # writer, and see what it committed); an in-memory database has one connection for both.
+        reader = conn
+        if self.target.path is not None:
+            try:
+                reader = await anyio.to_thread.run_sync(self._connect_reader)
+            except BaseException:
+                conn.close()
+                raise
+        conn.execute(f"PRAGMA busy_timeout={WRITE_BUSY_MS}")
+        self._reader = reader
+        self._writer = _Committer(conn, self._where, self._committed)
+        if self.target.path is not None and self.target.mode != "ro":
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            checkpointer = await anyio.to_thread.run_sync(self._connect_reader)
+            self._checkpointer = checkpointer
+            self._writer.checkpoint = lambda: checkpointer.execute(
+                "PRAGMA wal_checkpoint(PASSIVE)"
+            ).fetchall()
         log.debug("state store opened", **self.describe())
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        assert self.target.path is not None
+        mode = "ro" if self.target.mode == "ro" else "rw"
+        uri = f"file:{quote(str(self.target.path.absolute()))}?mode={mode}"
+        try:
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        except sqlite3.Error as exc:
+            raise StateStoreError(f"cannot open {self._where} (databaseUrl '{self.url}'): {exc}") from exc
+        return conn
 
     def _committed(self, events: list[JournalEvent]) -> None:
         if self.on_commit is not None:
@@ -491,41 +489,65 @@ class SqliteStore:
             conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={target_version};\nCOMMIT;")
 
     async def close(self) -> None:
-        worker, self._worker = self._worker, None
-        if worker is None:
+        writer, self._writer = self._writer, None
+        if writer is None:
             return
-        worker.close()
+        left = writer.close()
+        if left:
+            log.error(
+                "state store closed with writes it could not commit", writes=left, path=str(self.target.path)
+            )
+        reader, self._reader = self._reader, None
         with anyio.CancelScope(shield=True):
-            stopped = await anyio.to_thread.run_sync(worker.join, 10.0)
-            if stopped:
-                await anyio.to_thread.run_sync(worker.conn.close)
-            else:
-                log.error("state store thread did not stop in 10 s", path=str(self.target.path))
+            if reader is not None and reader is not writer.conn:
+                await anyio.to_thread.run_sync(reader.close, limiter=self._limiter)
+            checkpointer, self._checkpointer = self._checkpointer, None
+            if checkpointer is not None:
+                with anyio.move_on_after(10):
+                    while writer.checkpointing:  # noqa: ASYNC110 - set by a worker thread, not a task
+                        await anyio.sleep(0.01)
+                await anyio.to_thread.run_sync(checkpointer.close)
+            writer.conn.close()
 
-    def _require(self) -> _Worker:
-        worker = self._worker
-        if worker is None:
+    def _require(self) -> _Committer:
+        writer = self._writer
+        if writer is None:
             raise StateStoreError(f"{self._where} is not open")
-        return worker
+        return writer
 
     def _write(
         self, fn: Callable[[sqlite3.Connection], Any], events: list[JournalEvent] | None = None
     ) -> None:
-        self._require().submit(_Op(fn, None, events))
+        self._require().submit(_Op(fn, events))
 
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        worker = self._require()
-        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
-        worker.submit(_Op(fn, future))
-        return await future
+        writer = self._require()
+        if writer.committed < writer.queued:
+            await writer.flush()  # reads see every earlier write
+        conn = self._reader
+        assert conn is not None
+
+        def call() -> _T:
+            try:
+                return fn(conn)
+            except sqlite3.Error as exc:
+                _rollback(conn)
+                raise StateStoreError(f"{self._where}: {exc}") from exc
+            except BaseException:
+                _rollback(conn)
+                raise
+
+        if conn is writer.conn:  # in memory: the one connection, on the loop (it never waits)
+            return call()
+        return await anyio.to_thread.run_sync(call, limiter=self._limiter)
 
     async def flush(self) -> None:
         await self._require().flush()
 
     @property
     def pending_writes(self) -> int:
-        worker = self._worker
-        return 0 if worker is None else worker.queued - worker.committed
+        writer = self._writer
+        return 0 if writer is None else writer.queued - writer.committed
 
     # blobs -------------------------------------------------------------------------------------
     async def put_blob(self, blob_id: str, data: JsonValue, blob_type: str) -> None:
@@ -707,8 +729,16 @@ class SqliteStore:
             ).rowcount
             if not updated:
                 raise RunNotFound(f"Execution '{run_id}' not found")
-            existing = _select_items(conn, [run_id]).get(run_id, [])
-            merged = merge_completion(existing, status, completed_at, items)
+            if items and all(it.item_index == i and it.status != "running" for i, it in enumerate(items)):
+                merged = items  # the usual case: every item, in order, finished
+                conn.execute(
+                    "UPDATE items SET status = ?, completed_at = COALESCE(completed_at, ?) "
+                    "WHERE run_id = ? AND status = 'running' AND item_index >= ?",
+                    (status, completed_at, run_id, len(items)),
+                )
+            else:
+                existing = _select_items(conn, [run_id]).get(run_id, [])
+                merged = merge_completion(existing, status, completed_at, items)
             conn.executemany(
                 "INSERT OR REPLACE INTO items (run_id, item_index, status, result, completed_at) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -815,6 +845,10 @@ def _in_transaction(fn: Callable[[sqlite3.Connection], _T]) -> Callable[[sqlite3
         return value
 
     return call
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _journal_row(ev: JournalEvent) -> tuple[Any, ...]:
