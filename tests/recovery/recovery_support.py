@@ -8,7 +8,7 @@ store's journal held at each kill (``Kill.durable``):
 
 * a step whose result was journaled before a kill never starts again after that kill; one that
   finished before the first kill ran exactly once (one ``start``, one ``end``);
-* a step started before a kill but not journaled runs at most once more per such kill, with
+* a step started before a kill but not journaled runs once more after it (no more), with
   ``attempt`` = previous + 1 (StepFlow tells the attempt; MCP calls do not);
 * nothing ran that the flows do not contain;
 * the component servers of each killed gateway are gone (no orphans).
@@ -274,12 +274,14 @@ class Record:
         return self.path.read_text() if self.path.exists() else "(no record file)"
 
 
-def started(label: str) -> Callable[[list[Line]], bool]:
-    return lambda lines: any(ln.ev == "start" and ln.label == label for ln in lines)
+def started(label: str, after: int = 0) -> Callable[[list[Line]], bool]:
+    """``label`` started (in a line at index ``after`` or later)."""
+    return lambda lines: any(ln.ev == "start" and ln.label == label for ln in lines[after:])
 
 
-def ended(label: str) -> Callable[[list[Line]], bool]:
-    return lambda lines: any(ln.ev == "end" and ln.label == label for ln in lines)
+def ended(label: str, after: int = 0) -> Callable[[list[Line]], bool]:
+    """``label`` ended (in a line at index ``after`` or later)."""
+    return lambda lines: any(ln.ev == "end" and ln.label == label for ln in lines[after:])
 
 
 # --- the server -----------------------------------------------------------------------------------
@@ -489,11 +491,18 @@ def check_executions(
                         f"{key}: its result was journaled before kill {n}, yet it ran again "
                         f"(attempts {[s.attempt for s in again]})"
                     )
-        interrupted = sum(1 for k in kills if key in k.started and key not in k.durable)
-        if len(ss) > 1 + interrupted:
+        # Each execution either ended with its result journaled or was cut short by the next
+        # kill; each one cut short must be made once more (its result is still needed), so:
+        # executions = 1 + the kills that found an execution of it started but not journaled.
+        interrupted, prev_cut = 0, 0
+        for k in kills:
+            if key not in k.durable and any(prev_cut <= s.index < k.cut for s in ss):
+                interrupted += 1
+            prev_cut = k.cut
+        if len(ss) != 1 + interrupted:
             problems.append(
-                f"{key}: started {len(ss)} times, but only {interrupted} kill(s) interrupted it "
-                f"(at most {1 + interrupted} executions)"
+                f"{key}: started {len(ss)} times, but {interrupted} kill(s) interrupted it "
+                f"(expected {1 + interrupted} executions)"
             )
         if kills and key in kills[0].durable and (len(ss) != 1 or len(ends.get(key, [])) != 1):
             problems.append(

@@ -53,6 +53,24 @@ def dumps_json(value: JsonValue, *, what: str) -> str:
         raise StateStoreError(f"cannot store {what}: not a JSON value ({exc})") from exc
 
 
+try:
+    from orjson import dumps as _orjson_dumps
+except ImportError:  # pragma: no cover - orjson is a dependency
+    _orjson_dumps = None
+
+
+def dumps_record(value: JsonValue, *, what: str) -> str:
+    """Compact JSON text of a run record's value (inputs, results, journal data), ~5x faster than
+    ``dumps_json``. NaN and infinities become ``null``, as in REST answers; anything else that is
+    not JSON is the ``StateStoreError`` of ``dumps_json``."""
+    if _orjson_dumps is not None:
+        try:
+            return _orjson_dumps(value).decode()
+        except TypeError:  # wide ints, non-string keys, non-JSON types: the exact encoder decides
+            pass
+    return dumps_json(value, what=what)
+
+
 def prepare_new_run(run: RunRecord, parent: tuple[int, str | None] | None) -> tuple[RunRecord, int]:
     """The record to store for a new run and its depth.
 

@@ -43,7 +43,7 @@ from ..jsonutil import blob_id as content_id
 from ..logging import get_logger
 from ..types import JsonValue
 from .base import ItemRecord, RunFilter, RunRecord, StepRecord
-from .memory import check_paging, dumps_json, merge_completion, prepare_new_run
+from .memory import check_paging, dumps_json, dumps_record, merge_completion, prepare_new_run
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "SqliteTarget", "parse_database_url"]
 
@@ -190,7 +190,7 @@ def _loads(text: str | None) -> JsonValue:
 
 
 def _result_text(result: FlowResult | None, what: str) -> str | None:
-    return None if result is None else dumps_json(result.to_json(), what=what)
+    return None if result is None else dumps_record(result.to_json(), what=what)
 
 
 def _result(text: str | None) -> FlowResult | None:
@@ -657,7 +657,7 @@ class SqliteStore:
 
     # runs --------------------------------------------------------------------------------------
     async def create_run(self, run: RunRecord) -> None:
-        inputs = dumps_json(run.inputs, what=f"inputs of run {run.run_id}")
+        inputs = dumps_record(run.inputs, what=f"inputs of run {run.run_id}")
         overrides = None if run.overrides is None else dumps_json(run.overrides, what="run overrides")
         variables = None if run.variables is None else dumps_json(run.variables, what="run variables")
 
@@ -719,8 +719,11 @@ class SqliteStore:
             )
             for s in steps
         ]
-        for it in items:  # a value that is not JSON is the caller's error, raised here
-            _result_text(it.result, "item result")
+        # encoded here: a value that is not JSON is the caller's error, raised here
+        item_rows = [
+            (run_id, it.item_index, it.status, _result_text(it.result, "item result"), it.completed_at)
+            for it in items
+        ]
 
         def complete(conn: sqlite3.Connection) -> None:
             updated = conn.execute(
@@ -730,7 +733,7 @@ class SqliteStore:
             if not updated:
                 raise RunNotFound(f"Execution '{run_id}' not found")
             if items and all(it.item_index == i and it.status != "running" for i, it in enumerate(items)):
-                merged = items  # the usual case: every item, in order, finished
+                rows = item_rows  # the usual case: every item, in order, finished
                 conn.execute(
                     "UPDATE items SET status = ?, completed_at = COALESCE(completed_at, ?) "
                     "WHERE run_id = ? AND status = 'running' AND item_index >= ?",
@@ -738,11 +741,7 @@ class SqliteStore:
                 )
             else:
                 existing = _select_items(conn, [run_id]).get(run_id, [])
-                merged = merge_completion(existing, status, completed_at, items)
-            conn.executemany(
-                "INSERT OR REPLACE INTO items (run_id, item_index, status, result, completed_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [
+                rows = [
                     (
                         run_id,
                         it.item_index,
@@ -750,8 +749,12 @@ class SqliteStore:
                         _result_text(it.result, "item result"),
                         it.completed_at,
                     )
-                    for it in merged
-                ],
+                    for it in merge_completion(existing, status, completed_at, items)
+                ]
+            conn.executemany(
+                "INSERT OR REPLACE INTO items (run_id, item_index, status, result, completed_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
             )
             conn.executemany(
                 "INSERT OR REPLACE INTO steps (run_id, item_index, step_index, step_id, component, status, "
@@ -870,7 +873,7 @@ def _journal_row(ev: JournalEvent) -> tuple[Any, ...]:
             ev.at,
             None,
         )
-    text = dumps_json(data, what=f"journal event {ev.kind} of run {ev.run_id}")
+    text = dumps_record(data, what=f"journal event {ev.kind} of run {ev.run_id}")
     if len(text) <= INLINE_LIMIT:
         return (
             ev.root_run_id,
