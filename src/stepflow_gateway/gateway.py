@@ -580,7 +580,13 @@ class Gateway:
         )
         return handle.info()
 
-    async def get_run(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> RunInfo:
+    async def get_run(
+        self,
+        run_id: str,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (public API)
+    ) -> RunInfo:
         handle = self.live.get(run_id) or self._recent.get(run_id)
         if handle is not None:
             if wait:
