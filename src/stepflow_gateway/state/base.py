@@ -9,6 +9,7 @@ are put.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -115,7 +116,12 @@ class StateStore(Protocol):
     async def create_run(self, run: RunRecord) -> None: ...
 
     async def complete_run(
-        self, run_id: str, status: str, completed_at: str, items: list[ItemRecord], steps: list[StepRecord]
+        self,
+        run_id: str,
+        status: str,
+        completed_at: str,
+        items: list[ItemRecord],
+        steps: Sequence[StepRecord],
     ) -> None: ...
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...
