@@ -327,7 +327,8 @@ class Gateway:
                     if hasattr(self.router, "resolve_static")
                     else ("", "")
                 )
-            return self.router.resolve(component, None)
+            route: tuple[str, str] = self.router.resolve(component, None)
+            return route
         except GatewayError as exc:
             return exc.message
 
