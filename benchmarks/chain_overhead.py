@@ -51,9 +51,8 @@ async def main(sizes: list[int], repeat: int) -> None:
                 times.append(time.perf_counter() - t0)
                 assert r.outcome == "success", r
             best, med = min(times), statistics.median(times)
-            print(
-                f"{n:>6} {best * 1e3:>10.2f} {med * 1e3:>10.2f} {best / n * 1e6:>15.1f} {med / n * 1e6:>17.1f}"
-            )
+            per_best, per_med = best / n * 1e6, med / n * 1e6
+            print(f"{n:>6} {best * 1e3:>10.2f} {med * 1e3:>10.2f} {per_best:>15.1f} {per_med:>17.1f}")
 
 
 if __name__ == "__main__":

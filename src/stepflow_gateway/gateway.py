@@ -344,7 +344,8 @@ class Gateway:
                     if hasattr(self.router, "resolve_static")
                     else ("", "")
                 )
-            return self.router.resolve(component, None)
+            route: tuple[str, str] = self.router.resolve(component, None)
+            return route
         except GatewayError as exc:
             return exc.message
 
@@ -764,7 +765,13 @@ class Gateway:
         )
         return handle.info()
 
-    async def get_run(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> RunInfo:
+    async def get_run(
+        self,
+        run_id: str,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (public API)
+    ) -> RunInfo:
         handle = self.live.get(run_id) or self._recent.get(run_id)
         if handle is not None:
             if wait:

@@ -65,7 +65,7 @@ def _format_float(value: float) -> str:
     return f"{sign}{digits[0]}.{digits[1:]}e{point - 1}"
 
 
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C-accelerated, ensure_ascii=False
+_encode_str = json.encoder.encode_basestring  # C-accelerated, ensure_ascii=False
 
 
 def _encode_py(value: Any, out: list[str]) -> None:

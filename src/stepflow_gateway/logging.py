@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 __all__ = ["REDACTED", "configure", "ensure_default", "get_logger", "redact"]
@@ -52,7 +53,7 @@ def redact(keys: set[str]) -> None:
     _secret_keys.update(keys)
 
 
-def _redact_processor(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact_processor(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     if _secret_keys:
         for key in list(event):
             if key in _secret_keys:

@@ -70,6 +70,10 @@ def _free_port(lo: int, hi: int) -> int:
     raise GatewayError(f"no free port in {lo}-{hi}")
 
 
+def _with_port(value: Any, port: int) -> str:
+    return str(value).replace("{port}", str(port))
+
+
 def _opt(spec: dict[str, Any], camel: str, snake: str, default: Any) -> Any:
     if camel in spec:
         return spec[camel]
@@ -90,15 +94,16 @@ class _Servers:
             lo, hi = _opt(spec, "portRange", "port_range", [18000, 19000])
             port = _free_port(int(lo), int(hi))
             url = f"http://127.0.0.1:{port}"
-            sub = lambda s: str(s).replace("{port}", str(port))  # noqa: E731
-            args = [sub(a) for a in spec.get("args", [])]
-            env = {**os.environ, **{k: sub(v) for k, v in (spec.get("env") or {}).items()}}
+            args = [_with_port(a, port) for a in spec.get("args", [])]
+            env = {**os.environ, **{k: _with_port(v, port) for k, v in (spec.get("env") or {}).items()}}
             wd = _opt(spec, "workingDirectory", "working_directory", None)
             cwd = (self.flow_dir / wd) if wd else self.flow_dir
             cmd = spec["command"]
             if cmd in ("python", "python3"):
                 cmd = sys.executable
-            proc = subprocess.Popen(
+            # Spawning is quick and nothing else runs on the loop yet (the cases start after every
+            # server is up); stop() manages these processes synchronously.
+            proc = subprocess.Popen(  # noqa: ASYNC220
                 [cmd, *args],
                 cwd=cwd,
                 env=env,
@@ -114,10 +119,10 @@ class _Servers:
             await self._wait_ready(proc, port, spec, startup, name)
 
     async def _wait_ready(
-        self, proc: subprocess.Popen[bytes], port: int, spec: dict[str, Any], timeout: float, name: str
+        self, proc: subprocess.Popen[bytes], port: int, spec: dict[str, Any], startup: float, name: str
     ) -> None:
         hc = _opt(spec, "healthCheck", "health_check", None)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + startup
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise GatewayError(f"test server '{name}' exited with code {proc.returncode}")
@@ -137,7 +142,7 @@ class _Servers:
             except Exception:
                 pass
             await anyio.sleep(0.05)
-        raise GatewayError(f"test server '{name}' did not become ready within {timeout:g} s")
+        raise GatewayError(f"test server '{name}' did not become ready within {startup:g} s")
 
     def substitute(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -231,7 +236,7 @@ async def _run_file(
     from .gateway import Gateway
 
     loaded = load_flow(path)  # FlowLoadError → errored file
-    flow_dir = path.resolve().parent
+    flow_dir = Path(await anyio.Path(path).resolve()).parent
     servers = _Servers(test.get("servers") or {}, flow_dir)
     try:
         await servers.start()
@@ -284,7 +289,8 @@ async def _run_file(
         if update:
             import yaml
 
-            path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+            text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+            await anyio.Path(path).write_text(text, encoding="utf-8")
     finally:
         servers.stop()
 

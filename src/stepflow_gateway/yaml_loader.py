@@ -29,7 +29,7 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -239,9 +239,9 @@ _MAX_DEPTH = 400
 
 
 try:  # libyaml's parser and composer are ~10x faster than the pure-Python ones
-    from yaml.cyaml import CParser as _CParser
+    from yaml._yaml import CParser as _CParser  # what yaml.cyaml re-exports (the stubs hide it there)
 
-    class _Composer(_CParser, _ResolverMixin):  # type: ignore[misc]
+    class _Composer(_CParser, _ResolverMixin):
         pass
 
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
@@ -322,7 +322,7 @@ class _Builder:
                 return _resolve_plain(node.value)
             if tag == _STR:
                 return node.value
-            return self.tagged_scalar(node)
+            return self.tagged_scalar(cast(ScalarNode, node))  # `cls is` narrows nothing for mypy
         memo = self.memo
         known = memo.get(node)
         if known is not None:
@@ -342,7 +342,7 @@ class _Builder:
         else:
             if node.tag != _MAP:
                 raise self.unsupported_tag(node)
-            value = self.mapping(node)
+            value = self.mapping(cast(MappingNode, node))
         memo[node] = value
         return value
 

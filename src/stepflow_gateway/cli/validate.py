@@ -63,7 +63,6 @@ async def _validate(flow_path: Path, config: Path | None, fmt: str, no_plugins: 
     else:
         print_diagnostics([d for d in diags if hasattr(d, "level")], source=str(flow_path))
         n_bad = sum(1 for d in diags if getattr(d, "level", "") in ("fatal", "error"))
-        err(
-            f"{flow_path}: {n_bad} error(s), {sum(1 for d in diags if getattr(d, 'level', '') == 'warning')} warning(s)"
-        )
+        n_warn = sum(1 for d in diags if getattr(d, "level", "") == "warning")
+        err(f"{flow_path}: {n_bad} error(s), {n_warn} warning(s)")
     return 1 if any(getattr(d, "level", "") in ("fatal", "error") for d in diags) else 0

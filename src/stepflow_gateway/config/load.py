@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import ConfigError
 from ..jsonpath import PathSyntaxError, parse_path
@@ -61,6 +61,8 @@ TEST_NAMES: tuple[str, ...] = (
     "stepflow_config.test.yaml",
 )
 """Test-only config names searched in a flow's directory before the standard ones (§14.2)."""
+
+_M = TypeVar("_M")
 
 INLINE_SOURCE = "<inline test.config>"
 
@@ -308,10 +310,11 @@ class _Builder:
                 )
         return out
 
-    def validate(self, model: type[Any], data: dict[str, Any], path: str) -> Any:
+    def validate(self, model: type[_M], data: dict[str, Any], path: str) -> _M:
         """Build a config model; turn the first validation error into a ConfigError at its path."""
         try:
-            return validate(model, data)
+            built: _M = validate(model, data)
+            return built
         except Exception as exc:
             from pydantic import ValidationError  # loaded by now: only the pydantic mirrors raise
 

@@ -155,15 +155,15 @@ class _ConfigModel:
 
 def _model(
     checks: dict[str, Callable[[Any], Any]], aliases: dict[str, str] | None = None
-) -> Callable[[type], type]:
+) -> Callable[[type[Any]], type[Any]]:
     """Finish a config dataclass: record its checks and aliases; let the constructor take aliases."""
 
-    def finish(cls: type) -> type:
+    def finish(cls: type[Any]) -> type[Any]:
         names = [f.name for f in fields(cls)]
-        cls._checks = checks  # type: ignore[attr-defined]
-        cls._aliases = {(aliases or {}).get(n, _to_camel(n)): n for n in names}  # type: ignore[attr-defined]
+        cls._checks = checks
+        cls._aliases = {(aliases or {}).get(n, _to_camel(n)): n for n in names}
         plain_init = cls.__init__
-        renames = {a: n for a, n in cls._aliases.items() if a != n}  # type: ignore[attr-defined]
+        renames = {a: n for a, n in cls._aliases.items() if a != n}
         if renames:
 
             def __init__(self: Any, *args: Any, **kw: Any) -> None:
@@ -175,7 +175,7 @@ def _model(
                 plain_init(self, *args, **kw)
 
             __init__.__doc__ = plain_init.__doc__
-            cls.__init__ = __init__  # type: ignore[misc]
+            cls.__init__ = __init__
         return cls
 
     return finish

@@ -343,6 +343,7 @@ class RunExecution:
             if self._tg is not None:
                 self._tg.start_soon(self._run_step, item, w, step, plugin, local, pre)
             else:
+                assert self._deferred is not None  # set for the whole of execute()
                 self._deferred.append((item, w, step, plugin, local, pre))
 
     def _wait(self, item: ItemState, waiter: int, needs: list[str], work: list[int]) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from typing import Any
 
 from ..core.result import FlowResult
@@ -147,7 +147,14 @@ def compile_plain(schema: Any, depth: int = 0) -> _Check | None:
             if not isinstance(names, list) or not names or any(n not in _TYPES for n in names):
                 return None
             tests = [_TYPES[n] for n in names]
-            checks.append(tests[0] if len(tests) == 1 else (lambda v, ts=tests: any(t(v) for t in ts)))
+            if len(tests) == 1:
+                checks.append(tests[0])
+            else:
+
+                def any_type(v: Any, ts: list[_Check] = tests) -> bool:
+                    return any(t(v) for t in ts)
+
+                checks.append(any_type)
         elif key == "properties":
             if not isinstance(arg, dict):
                 return None
@@ -170,37 +177,69 @@ def compile_plain(schema: Any, depth: int = 0) -> _Check | None:
             if arg is not False or not isinstance(schema.get("properties", {}), dict):
                 return None
             known = frozenset(schema.get("properties", {}))
-            checks.append(lambda v, known=known: not isinstance(v, dict) or all(k in known for k in v))
+
+            def no_additional(v: Any, known: frozenset[Any] = known) -> bool:
+                return not isinstance(v, dict) or all(k in known for k in v)
+
+            checks.append(no_additional)
         elif key == "required":
             if not isinstance(arg, list) or any(type(n) is not str for n in arg):
                 return None
             names_req = tuple(arg)
-            checks.append(lambda v, names=names_req: not isinstance(v, dict) or all(n in v for n in names))
+
+            def required(v: Any, names: tuple[str, ...] = names_req) -> bool:
+                return not isinstance(v, dict) or all(n in v for n in names)
+
+            checks.append(required)
         elif key == "items":
             item_check = compile_plain(arg, depth + 1)
             if item_check is None or not isinstance(arg, (dict, bool)):
                 return None
-            checks.append(lambda v, c=item_check: not isinstance(v, list) or all(c(x) for x in v))
+
+            def items(v: Any, c: _Check = item_check) -> bool:
+                return not isinstance(v, list) or all(c(x) for x in v)
+
+            checks.append(items)
         elif key == "enum":
             if not isinstance(arg, list) or not arg or any(type(x) is not str for x in arg):
                 return None
             allowed = frozenset(arg)
-            checks.append(lambda v, allowed=allowed: type(v) is str and v in allowed)
+
+            def enum(v: Any, allowed: frozenset[str] = allowed) -> bool:
+                return type(v) is str and v in allowed
+
+            checks.append(enum)
         elif key in ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"):
             if not _count(arg):
                 return None
-            kind = str if key.endswith("Length") else list if key.endswith("Items") else dict
+            kind: type[Sized] = str if key.endswith("Length") else list if key.endswith("Items") else dict
             if key.startswith("min"):
-                checks.append(lambda v, n=arg, k=kind: not isinstance(v, k) or len(v) >= n)
+
+                def min_size(v: Any, n: int = arg, k: type[Sized] = kind) -> bool:
+                    return not isinstance(v, k) or len(v) >= n
+
+                checks.append(min_size)
             else:
-                checks.append(lambda v, n=arg, k=kind: not isinstance(v, k) or len(v) <= n)
+
+                def max_size(v: Any, n: int = arg, k: type[Sized] = kind) -> bool:
+                    return not isinstance(v, k) or len(v) <= n
+
+                checks.append(max_size)
         elif key in ("minimum", "maximum"):
             if not _number(arg):
                 return None
             if key == "minimum":
-                checks.append(lambda v, n=arg: v >= n if type(v) in _REAL else _not_numeric(v))
+
+                def minimum(v: Any, n: float = arg) -> bool:
+                    return v >= n if type(v) in _REAL else _not_numeric(v)
+
+                checks.append(minimum)
             else:
-                checks.append(lambda v, n=arg: v <= n if type(v) in _REAL else _not_numeric(v))
+
+                def maximum(v: Any, n: float = arg) -> bool:
+                    return v <= n if type(v) in _REAL else _not_numeric(v)
+
+                checks.append(maximum)
         else:
             return None  # $ref, $schema, anyOf, pattern, const, exclusive bounds...: jsonschema decides
     if not checks:

@@ -25,8 +25,9 @@ def merge_patch(target: Any, patch: Any) -> Any:
 
 
 def _as_step_map(overrides: Any) -> dict[str, Any]:
-    if isinstance(overrides, dict) and isinstance(overrides.get("steps"), dict) and len(overrides) == 1:
-        return overrides["steps"]
+    steps = overrides.get("steps") if isinstance(overrides, dict) else None
+    if isinstance(steps, dict) and len(overrides) == 1:
+        return steps
     if isinstance(overrides, dict):
         return overrides
     raise FlowError("overrides must be an object mapping step ids to {value: ...}")

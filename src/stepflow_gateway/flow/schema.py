@@ -110,8 +110,8 @@ def flow_json_schema() -> dict[str, Any]:
                 "required": ["action"],
             },
             "Expr": {
-                "description": "Any JSON value; objects with a special key are expressions (first match wins: "
-                "$literal, $if, $coalesce, $step, $input, $variable, $template, $from).",
+                "description": "Any JSON value; objects with a special key are expressions "
+                "(first match wins: $literal, $if, $coalesce, $step, $input, $variable, $template, $from).",
                 "anyOf": [
                     {"type": "object", "properties": {"$literal": {}}, "required": ["$literal"]},
                     {

@@ -142,7 +142,8 @@ def validate_flow(
                 make_diagnostic(
                     "undefinedStepReference",
                     where,
-                    f"Step '{sid}' references step '{target}', which comes later; only earlier steps can be referenced",
+                    f"Step '{sid}' references step '{target}', which comes later; "
+                    "only earlier steps can be referenced",
                     {"step_id": target},
                 )
             )

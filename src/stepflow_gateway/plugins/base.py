@@ -122,7 +122,13 @@ class RuntimeAPI(Protocol):
         """Start a nested run of a stored flow; with ``wait`` return only once every item finished."""
         ...
 
-    async def get_run(self, run_id: str, *, wait: bool = False, timeout: float | None = None) -> RunInfo:
+    async def get_run(
+        self,
+        run_id: str,
+        *,
+        wait: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (public API)
+    ) -> RunInfo:
         """Status (and results so far) of a run; with ``wait`` block until it finishes."""
         ...
 

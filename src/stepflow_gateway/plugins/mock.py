@@ -177,7 +177,7 @@ class MockPlugin:
             )
         behaviour = comp.behaviors.get(freeze(input))
         if behaviour.__class__ is FlowResult:
-            return behaviour  # type: ignore[return-value]
+            return behaviour
         if behaviour is None:
             detail = f"No behavior defined for {component} on {dumps_compact(input)}"
             raise ComponentError(detail, stack=[{"error": UDF_EXECUTION}], attachments=[detail])

@@ -192,7 +192,7 @@ class PluginSet:
             runtime=self.runtime,
             environ=self.environ,
             retry=getattr(self.config, "retry", None),
-            on_components_changed=lambda name=name: self.refresh(name),
+            on_components_changed=lambda: self.refresh(name),
         )
         try:
             with anyio.fail_after(timeout):

@@ -181,7 +181,7 @@ class FramePeer(asyncio.Protocol):
             if "id" not in msg:
                 log.warning("ignoring invalid JSON-RPC message", peer=self.name, message=repr(msg)[:200])
                 return
-            future = self._pending.pop(msg["id"], None)  # type: ignore[arg-type]
+            future = self._pending.pop(msg["id"], None)
             if future is None or future.done():
                 log.debug("response with unknown id ignored", peer=self.name, id=msg.get("id"))
                 return

@@ -55,7 +55,7 @@ def dumps(value: Any) -> bytes:
     return pydantic_core.to_json(value)
 
 
-def loads(data: bytes | bytearray | memoryview | str) -> Any:
+def loads(data: bytes | bytearray | str) -> Any:
     """Parse JSON bytes, keeping key order and number kinds."""
     return pydantic_core.from_json(data)
 
@@ -64,8 +64,12 @@ def _stdlib_dumps(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _codec_table() -> dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]]:
-    table: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {}
+_Codec = tuple[Callable[[Any], bytes], Callable[[bytes | bytearray], Any]]
+"""(encode, decode); every decoder also takes a ``bytearray`` (a frame sliced from the buffer)."""
+
+
+def _codec_table() -> dict[str, _Codec]:
+    table: dict[str, _Codec] = {}
     try:  # optional: the fastest encoder when both ends have it
         import orjson
 

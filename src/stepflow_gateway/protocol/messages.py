@@ -12,7 +12,7 @@ The gateway's transport-negotiation extension rides in optional fields that offi
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,7 +56,7 @@ class Method:
 
 OFFER_FIELD = "stepflow_gateway_transports"
 """``initialize`` params key carrying a list of :class:`TransportOffer` (ignored by official peers)."""
-ACCEPT_FIELD = "stepflow_gateway_transport"
+ACCEPT_FIELD: Final = "stepflow_gateway_transport"
 """``initialize`` result key carrying the :class:`TransportAccept` of a server that switched."""
 
 

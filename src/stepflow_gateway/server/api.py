@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..core.result import FlowResult
 from ..errors import FlowLoadError
 from ..flow.diagnostics import summarize
 from ..flow.load import parse_flow
@@ -57,7 +58,7 @@ async def health(request: Request) -> Response:
         if which not in _HEALTH_ERRORS:
             raise ApiError(400, f"Unknown test error '{which}': expected one of {', '.join(_HEALTH_ERRORS)}")
         status, message = _HEALTH_ERRORS[which]
-        stack = [{"error": message}]
+        stack: list[dict[str, Any]] = [{"error": message}]
         if which == "stack":
             stack.append({"error": "cause of the test error", "attachments": ["attachment"]})
         raise ApiError(status, message, stack=stack)
@@ -178,6 +179,7 @@ async def run_response(
     started = await rt.start_run(
         flow, inputs, variables=variables, overrides=overrides, max_concurrency=max_concurrency, wait=wait
     )
+    results: list[FlowResult | None] | list[FlowResult] | None
     if isinstance(started, RunRecord):
         rec, results = started, [i.result for i in started.items]
     else:

@@ -13,6 +13,7 @@ become a 500 with a one-line message; the traceback goes to the log, never to th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -82,7 +83,7 @@ def error_response(
     status: int,
     message: str,
     stack: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     return JSONResponse(error_body(status, message, stack), status_code=status, headers=headers)
 

@@ -180,9 +180,9 @@ async def _stream_live(rt: ServerRuntime, handle: RunHandle) -> AsyncIterator[by
                 continue
             if ev.kind == "run_completed":
                 break
-            chunk = _live_event(handle.run_id, ev)
-            if chunk is not None:
-                yield chunk
+            live = _live_event(handle.run_id, ev)
+            if live is not None:
+                yield live
         # run_completed is emitted before the run's final status is recorded; wait for it
         with anyio.move_on_after(30):
             await handle.done.wait()

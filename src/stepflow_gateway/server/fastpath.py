@@ -111,7 +111,7 @@ class GatewayApp(Starlette):
 
     async def _create_run(self, scope: Scope, receive: Receive, send: Send) -> None:
         got = await self.fast_create_run(scope, receive)
-        if type(got) is tuple:
+        if isinstance(got, tuple):
             await self._answer(scope, send, *got)
         else:
             await super().__call__(scope, got, send)

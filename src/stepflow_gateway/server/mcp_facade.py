@@ -166,7 +166,7 @@ class McpFacade:
 
     def _find(self, name: str) -> FlowTool | None:
         if self.rt.catalogue is not None:
-            t = self.rt.catalogue.find(name)
+            t: FlowTool | None = self.rt.catalogue.find(name)
             if t is not None:
                 return t
         if self.rt.settings.mcp_components:

@@ -47,7 +47,7 @@ def protocol_class(app: Any) -> Any:
         )
         return "auto"
 
-    class GatewayHttpProtocol(HttpToolsProtocol):  # type: ignore[misc, valid-type]
+    class GatewayHttpProtocol(HttpToolsProtocol):
         def _start_asgi_task(self, cycle: Any, asgi: Any) -> None:
             scope = cycle.scope
             if scope["path"] != _RUNS or asgi is not self.app or not app.is_fast_run(scope):

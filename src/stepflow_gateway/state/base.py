@@ -15,6 +15,7 @@ mutable documents (the MCP tool catalogue) are *records* (``put_record``), never
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -159,7 +160,12 @@ class StateStore(Protocol):
         ...
 
     async def complete_run(
-        self, run_id: str, status: str, completed_at: str, items: list[ItemRecord], steps: list[StepRecord]
+        self,
+        run_id: str,
+        status: str,
+        completed_at: str,
+        items: list[ItemRecord],
+        steps: Sequence[StepRecord],
     ) -> None: ...
 
     async def get_run(self, run_id: str) -> RunRecord | None: ...

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -341,7 +342,12 @@ class MemoryStore:
             self._mark_finished(run.run_id)
 
     async def complete_run(
-        self, run_id: str, status: str, completed_at: str, items: list[ItemRecord], steps: list[StepRecord]
+        self,
+        run_id: str,
+        status: str,
+        completed_at: str,
+        items: list[ItemRecord],
+        steps: Sequence[StepRecord],
     ) -> None:
         entry = self._runs.get(run_id)
         if entry is None:

@@ -27,7 +27,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -172,7 +172,7 @@ def parse_database_url(url: str) -> SqliteTarget:
         raise StateStoreError(
             f"databaseUrl '{url}': unknown mode '{mode_text}'; expected one of ro, rw, rwc, memory"
         )
-    mode: Mode = mode_text  # type: ignore[assignment]
+    mode: Mode = mode_text
     if target == ":memory:" or mode == "memory":
         return SqliteTarget(None, "memory")
     if not target:
@@ -566,7 +566,10 @@ class SqliteStore:
 
     async def get_blob(self, blob_id: str) -> tuple[JsonValue, str] | None:
         def get(conn: sqlite3.Connection) -> tuple[str, str] | None:
-            return conn.execute("SELECT data, blob_type FROM blobs WHERE blob_id = ?", (blob_id,)).fetchone()
+            row: tuple[str, str] | None = conn.execute(
+                "SELECT data, blob_type FROM blobs WHERE blob_id = ?", (blob_id,)
+            ).fetchone()
+            return row
 
         row = await self._read(get)
         return None if row is None else (json.loads(row[0]), row[1])
@@ -703,7 +706,12 @@ class SqliteStore:
         self._write(create)
 
     async def complete_run(
-        self, run_id: str, status: str, completed_at: str, items: list[ItemRecord], steps: list[StepRecord]
+        self,
+        run_id: str,
+        status: str,
+        completed_at: str,
+        items: list[ItemRecord],
+        steps: Sequence[StepRecord],
     ) -> None:
         step_rows = [
             (

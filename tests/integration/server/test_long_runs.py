@@ -213,7 +213,7 @@ async def test_graceful_shutdown_finishes_or_leaves_runs_to_resume(start_server,
     while not others and time.monotonic() < deadline:
         runs = httpx2.get(f"{server.api}/runs", timeout=10).json()["runs"]
         others = [r["runId"] for r in runs if r["runId"] not in (short, long)]
-        time.sleep(0.05)
+        await anyio.sleep(0.05)
     assert len(others) == 1, runs
     waited = others[0]
     wait_steps_running(server, waited, 1)

@@ -1,4 +1,7 @@
-"""A component error from the official stepflow-py 0.7.0 `/udf` server fails the step; `useDefault` recovers."""
+"""A component error from the official stepflow-py 0.7.0 `/udf` server fails the step.
+
+`useDefault` recovers.
+"""
 
 from __future__ import annotations
 

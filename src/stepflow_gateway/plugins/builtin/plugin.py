@@ -57,12 +57,12 @@ def _config_model() -> type[BuiltinPluginConfig]:
     if cls is None:
         from ..base import PluginConfig
 
-        class BuiltinPluginConfig(PluginConfig):  # type: ignore[no-redef]
+        class BuiltinPluginConfig(PluginConfig):
             """``type: builtin`` has no other keys (config.md §2.2); extras are only warned about."""
 
         BuiltinPluginConfig.__module__ = __name__
         globals()["BuiltinPluginConfig"] = cls = BuiltinPluginConfig
-    return cls  # type: ignore[no-any-return]
+    return cls  # type: ignore[return-value]  # at run time, the class declared under TYPE_CHECKING
 
 
 class _LazyConfigModel:

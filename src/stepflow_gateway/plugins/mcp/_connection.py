@@ -29,6 +29,7 @@ import anyio
 import httpx2
 import structlog
 from mcp import Client, StdioServerParameters
+from mcp.client.session import LoggingFnT
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -137,7 +138,8 @@ class _WatchedTransport:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        return await self._inner.__aexit__(exc_type, exc, tb)
+        suppress: bool | None = await self._inner.__aexit__(exc_type, exc, tb)
+        return suppress
 
 
 def _rejects_session(response: httpx2.Response) -> bool:
@@ -201,7 +203,7 @@ async def open_connection(
     working_directory: Path,
     environ: Any,
     message_handler: MessageHandler,
-    logging_callback: Callable[[Any], Awaitable[None]],
+    logging_callback: LoggingFnT,
     stderr_tail: deque[str] | None = None,
 ) -> AsyncIterator[Connection]:
     """Connect and handshake (in ``config.mode``); yield the live connection.

@@ -222,7 +222,9 @@ class DirectCalls:
                 return self._progress(msg.get("params"))
             return False
         rid = msg.get("id")
-        pending = self._pending.get(rid) if type(rid) is str else None
+        if type(rid) is not str:
+            return False
+        pending = self._pending.get(rid)
         if pending is None:
             return False
         if "result" in msg:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import deque
-from typing import IO
+from typing import TextIO
 
 import structlog
 
@@ -28,7 +28,7 @@ class StderrPump:
     def __init__(self, plugin: str, tail: deque[str] | None = None) -> None:
         read_fd, write_fd = os.pipe()
         self._read_fd = read_fd
-        self.writer: IO[str] = os.fdopen(write_fd, "w", encoding="utf-8", errors="replace")
+        self.writer: TextIO = os.fdopen(write_fd, "w", encoding="utf-8", errors="replace")
         """Pass this as ``errlog``; the child inherits its fd."""
         log = structlog.get_logger(__name__).bind(plugin=plugin)
         self._thread = threading.Thread(

@@ -161,7 +161,7 @@ def map_plain_call_result(
     if structured is not None and mode != "content":
         return FlowResult.success(structured)
     if mode != "structured":
-        return FlowResult.success(blocks)  # type: ignore[arg-type]
+        return FlowResult.success(blocks)
     if len(blocks) == 1:
         try:
             return FlowResult.success(json.loads(blocks[0]["text"]))

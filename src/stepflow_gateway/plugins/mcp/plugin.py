@@ -110,7 +110,7 @@ class McpPlugin:
 
         async def owner() -> None:
             try:
-                await self.serve(ctx, task_status=_StartedFlag(started))  # type: ignore[arg-type]
+                await self.serve(ctx, task_status=_StartedFlag(started))
             except BaseException as exc:  # noqa: BLE001 - handed to start(), or logged below
                 if not started.is_set():
                     failure.append(exc)

@@ -364,13 +364,13 @@ class StepflowPlugin:
             generation = next(self._generations)
             try:
                 with anyio.fail_after(bound):
-                    conn = await self._tg.start(self._serve_connection, generation)
+                    started: _Connection = await self._tg.start(self._serve_connection, generation)
             except TimeoutError:
                 raise PluginStartError(
                     f"server did not become ready within {bound:g} s", plugin=self.name
                 ) from None
-            self._conn = conn
-            return conn
+            self._conn = started
+            return started
 
     async def _serve_connection(self, generation: int, *, task_status: TaskStatus[_Connection]) -> None:
         """Owner task of one incarnation: opens it, publishes it, waits for its end, tears it down.
