@@ -633,3 +633,21 @@ def test_env_is_not_substituted_at_load(tmp_path: Path, monkeypatch: pytest.Monk
     loaded = load_text(tmp_path, "plugins: {p: {type: mcp, command: '${SURELY_UNSET_VAR}'}}\nroutes: {}\n")
     assert loaded.config.plugins["p"].options["command"] == "${SURELY_UNSET_VAR}"
     assert "SURELY_UNSET_VAR" not in os.environ
+
+
+def test_recovery_section(tmp_path: Path) -> None:
+    base = "plugins:\n  builtin: {type: builtin}\nroutes:\n  /builtin/{*component}: [{plugin: builtin}]\n"
+    default = load_text(tmp_path, base).config.recovery
+    assert (default.enabled, default.max_startup_recovery) == (True, 100)
+    text = base + "recovery: {enabled: false, maxStartupRecovery: 5, checkIntervalSecs: 3, leaseTtlSecs: 6}\n"
+    rec = load_text(tmp_path, text).config.recovery
+    assert (rec.enabled, rec.max_startup_recovery, rec.check_interval_secs, rec.lease_ttl_secs) == (
+        False,
+        5,
+        3,
+        6,
+    )
+    message = config_error(tmp_path, base + "recovery: {maxStartupRecovery: -1}\n")
+    assert "$.recovery.maxStartupRecovery" in message and "expected a number >= 0, got" in message
+    message = config_error(tmp_path, base + "recovery: {enabled: 1}\n")
+    assert "$.recovery.enabled" in message and "expected true or false" in message

@@ -76,7 +76,7 @@ _STATE_ALIASES = {
     "max_connections": "maxConnections",
 }
 _RETRY_KEYS = frozenset({"transportMaxRetries", "backoff"})
-_RECOVERY_KEYS = {
+_RECOVERY_KEYS: dict[str, tuple[str, type | tuple[type, ...]]] = {
     "enabled": ("enabled", bool),
     "maxStartupRecovery": ("max_startup_recovery", int),
     "checkIntervalSecs": ("check_interval_secs", (int, float)),
@@ -527,9 +527,17 @@ class _Builder:
         out = RecoveryConfig()
         for key, raw in body.items():
             field_name, kinds = _RECOVERY_KEYS[key]
-            number = kinds is not bool
-            if isinstance(raw, bool) != (not number) or not isinstance(raw, kinds) or (number and raw < 0):
-                expected = "true or false" if not number else "a number >= 0"
+            if kinds is bool:
+                ok = isinstance(raw, bool)
+            else:
+                ok = (
+                    isinstance(raw, (int, float))
+                    and not isinstance(raw, bool)
+                    and isinstance(raw, kinds)
+                    and raw >= 0
+                )
+            if not ok:
+                expected = "true or false" if kinds is bool else "a number >= 0"
                 raise self.error(join_path(path, key), f"expected {expected}, got {_describe(raw)}")
             setattr(out, field_name, raw)
         return out

@@ -55,18 +55,18 @@ def dumps_json(value: JsonValue, *, what: str) -> str:
 
 
 try:
-    from orjson import dumps as _orjson_dumps
+    import orjson as _orjson
 except ImportError:  # pragma: no cover - orjson is a dependency
-    _orjson_dumps = None
+    _orjson = None  # type: ignore[assignment]
 
 
 def dumps_record(value: JsonValue, *, what: str) -> str:
     """Compact JSON text of a run record's value (inputs, results, journal data), ~5x faster than
     ``dumps_json``. NaN and infinities become ``null``, as in REST answers; anything else that is
     not JSON is the ``StateStoreError`` of ``dumps_json``."""
-    if _orjson_dumps is not None:
+    if _orjson is not None:
         try:
-            return _orjson_dumps(value).decode()
+            return _orjson.dumps(value).decode()
         except TypeError:  # wide ints, non-string keys, non-JSON types: the exact encoder decides
             pass
     return dumps_json(value, what=what)

@@ -398,9 +398,7 @@ class SqliteStore:
             conn.execute("PRAGMA wal_autocheckpoint=0")
             checkpointer = await anyio.to_thread.run_sync(self._connect_reader)
             self._checkpointer = checkpointer
-            self._writer.checkpoint = lambda: checkpointer.execute(
-                "PRAGMA wal_checkpoint(PASSIVE)"
-            ).fetchall()
+            self._writer.checkpoint = lambda: _checkpoint(checkpointer)
         log.debug("state store opened", **self.describe())
 
     def _connect_reader(self) -> sqlite3.Connection:
@@ -598,7 +596,10 @@ class SqliteStore:
 
     async def get_record(self, key: str) -> JsonValue | None:
         def get(conn: sqlite3.Connection) -> tuple[str] | None:
-            return conn.execute("SELECT value FROM records WHERE key = ?", (key,)).fetchone()
+            row: tuple[str] | None = conn.execute(
+                "SELECT value FROM records WHERE key = ?", (key,)
+            ).fetchone()
+            return row
 
         row = await self._read(get)
         return None if row is None else json.loads(row[0])
