@@ -183,6 +183,7 @@ class StepLog(Sequence[StepRecord]):
                     result,
                     now_iso(started) if started else None,
                     now_iso(finished) if finished else None,
+                    self._view.items[item].attempts[idx],
                 )
                 for item, idx, step, status, result, started, finished in RunExecution.step_states(self._view)
             ]

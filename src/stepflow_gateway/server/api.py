@@ -253,9 +253,11 @@ async def run_steps(request: Request) -> Response:
         )
     steps: dict[str, Any] = {}
     if view.handle is not None and view.handle.results is None:
-        for it, idx, step, status, result, _s, _f in view.handle.execution.step_states():
+        execution = view.handle.execution
+        for it, idx, step, status, result, _s, _f in execution.step_states():
             if it == item:
-                steps.setdefault(step.id, step_json(step.id, idx, step.component, status, result))
+                attempt = execution.items[it].attempts[idx]
+                steps.setdefault(step.id, step_json(step.id, idx, step.component, status, result, attempt))
     else:
         for rec in await rt.gw.store.get_steps(view.record.run_id):
             if rec.item_index == item:
