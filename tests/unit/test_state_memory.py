@@ -226,11 +226,26 @@ async def test_open_store_choices(tmp_path: Path) -> None:
         data_dir=tmp_path,
     )
     assert isinstance(sqlite_store, SqliteStore) and sqlite_store.describe()["path"] is None
-    with pytest.raises(ConfigError, match="state store 'postgres' is not supported yet"):
+    pg = open_store(
+        SimpleNamespace(
+            type="postgres",
+            database_url="postgres://gw:secret@db:6543/x",
+            auto_migrate=False,
+            max_connections=3,
+        ),
+        default="memory",
+        data_dir=tmp_path,
+    )
+    assert type(pg).__name__ == "PostgresStore" and pg.describe() == {
+        "type": "postgres",
+        "host": "db",
+        "port": "6543",
+        "database": "x",
+        "maxConnections": 3,
+    }
+    with pytest.raises(ConfigError, match="state store 'postgres' needs a databaseUrl"):
         open_store(
-            SimpleNamespace(
-                type="postgres", database_url="postgres://x", auto_migrate=True, max_connections=10
-            ),
+            SimpleNamespace(type="postgres", database_url=None, auto_migrate=True, max_connections=10),
             default="memory",
             data_dir=tmp_path,
         )

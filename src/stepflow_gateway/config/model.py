@@ -396,7 +396,7 @@ class RetryConfig(_ConfigModel):
 )
 @dataclass(slots=True)
 class StateStoreConfig(_ConfigModel):
-    """``stateStore``. ``postgres`` is reserved and rejected by the loader."""
+    """``stateStore`` (upstream: ``storageConfig``). ``postgres`` needs a ``postgresql://`` URL."""
 
     type: Literal["inMemory", "sqlite", "postgres"] = "inMemory"
     database_url: str | None = None
