@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import anyio
 import pytest
-from state_contract import check_run_listing
+from state_contract import JOURNAL_CHECKS, check_run_listing, contract_cases
 
 from stepflow_gateway.core.result import FlowResult
 from stepflow_gateway.errors import RunNotFound, StateStoreError
@@ -151,6 +151,19 @@ async def test_complete_run_is_one_transaction(tmp_path: Path) -> None:
             await store.complete_run("ghost", "completed", T1, [], [])
         with pytest.raises(StateStoreError, match="run 'r1' already exists"):
             await store.create_run(run("r1"))
+
+
+@pytest.mark.parametrize(
+    "check",
+    contract_cases(
+        xfail=JOURNAL_CHECKS | {"max_concurrency_kept"},
+        reason="this SqliteStore has schema v1: no journal, records or max_concurrency (issue 12)",
+    ),
+)
+async def test_contract(check: object, tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with store_at(tmp_path / "contract.db") as store:
+            await check(store)  # type: ignore[operator]
 
 
 async def test_list_runs_every_filter(tmp_path: Path) -> None:

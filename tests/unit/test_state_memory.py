@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import anyio
 import pytest
-from state_contract import check_run_listing
+from state_contract import JOURNAL_CHECKS, check_run_listing, contract_cases
 from structlog.testing import capture_logs
 
 from stepflow_gateway.core.result import FlowResult
@@ -141,6 +141,16 @@ async def test_returned_records_are_copies() -> None:
         got.status = "completed"
         again = await store.get_run("r1")
         assert again is not None and again.status == "running" and len(again.items) == 1
+
+
+@pytest.mark.parametrize(
+    "check",
+    contract_cases(xfail=JOURNAL_CHECKS, reason="MemoryStore has no journal or records yet (issue 12)"),
+)
+async def test_contract(check: object) -> None:
+    with anyio.fail_after(30):
+        async with MemoryStore() as store:
+            await check(store)  # type: ignore[operator]
 
 
 async def test_list_runs_filters_depth_and_paging() -> None:
