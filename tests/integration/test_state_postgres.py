@@ -284,3 +284,10 @@ async def test_server_stopped_mid_run_then_back(own_server: PgServer) -> None:
             store.append([event(4, "r1", STEP_FINISHED, item=0, step="b", attempt=1, data=None)])
             await store.flush()
             assert committed == [1, 2, 3, 4]
+
+            # Closing while the server is down gives up after one more try instead of hanging.
+            own_server.stop()
+            store.append([event(5, "r1", STEP_STARTED, item=0, step="c", attempt=1)])
+            started = time.monotonic()
+        assert time.monotonic() - started < 20
+        assert committed == [1, 2, 3, 4]

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -520,36 +521,39 @@ class PostgresStore:
             return True
 
     async def close(self) -> None:
+        """Commit what is queued (bounded by ``close_timeout``), then close the pool. Shielded
+        from cancellation, so a cancelled shutdown still closes the store."""
         pool, writer = self._pool, self._writer
         if pool is None:
             return
         self._closing = True
         self._wake.set()
         self._kick.set()
-        try:
-            if writer is not None:
-                done, _ = await asyncio.wait({writer}, timeout=self.close_timeout)
-                if not done:
-                    log.error(
-                        "state store writer did not finish in time; queued writes are lost",
-                        database=self.where,
-                        writes=self.pending_writes,
-                    )
-                    writer.cancel()
-                    await asyncio.wait({writer}, timeout=1.0)
-        finally:
-            self._pool = self._writer = None
-            failure = StateStoreError(f"{self.where} is closed")
-            for _target, future in self._waiters:
-                if not future.done():
-                    future.set_exception(failure)
-            self._waiters = []
+        with anyio.CancelScope(shield=True):
             try:
-                await pool.close(timeout=self.connect_timeout)
-            except (psycopg.Error, OSError) as exc:
-                log.warning(
-                    "state store pool did not close cleanly", database=self.where, error=_message(exc)
-                )
+                if writer is not None:
+                    done, _ = await asyncio.wait({writer}, timeout=self.close_timeout)
+                    if not done:
+                        log.error(
+                            "state store writer did not finish in time; queued writes are lost",
+                            database=self.where,
+                            writes=self.pending_writes,
+                        )
+                        writer.cancel()
+                        await asyncio.wait({writer}, timeout=1.0)
+            finally:
+                self._pool = self._writer = None
+                failure = StateStoreError(f"{self.where} is closed")
+                for _target, future in self._waiters:
+                    if not future.done():
+                        future.set_exception(failure)
+                self._waiters = []
+                try:
+                    await pool.close(timeout=self.connect_timeout)
+                except (psycopg.Error, OSError) as exc:
+                    log.warning(
+                        "state store pool did not close cleanly", database=self.where, error=_message(exc)
+                    )
 
     def _require(self) -> AsyncConnectionPool[Any]:
         pool = self._pool
