@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import anyio
 import pytest
-from state_contract import check_run_listing
+from state_contract import check_run_listing, contract_cases
 
 from stepflow_gateway.core.result import FlowResult
-from stepflow_gateway.errors import RunNotFound, StateStoreError
+from stepflow_gateway.errors import StateStoreError
 from stepflow_gateway.state.base import ItemRecord, RunFilter, RunRecord, StepRecord
 from stepflow_gateway.state.open import open_store
 from stepflow_gateway.state.sqlite import SqliteStore, SqliteTarget, parse_database_url
@@ -157,6 +157,16 @@ async def test_complete_run_is_one_transaction(tmp_path: Path) -> None:
         got = await store.get_run("r1")
         assert got is not None and got.status == "completed"
         assert (await store.get_run("r2")) is not None
+
+
+@pytest.mark.parametrize(
+    "check",
+    contract_cases(),
+)
+async def test_contract(check: object, tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with store_at(tmp_path / "contract.db") as store:
+            await check(store)  # type: ignore[operator]
 
 
 async def test_list_runs_every_filter(tmp_path: Path) -> None:
