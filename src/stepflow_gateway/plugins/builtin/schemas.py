@@ -24,7 +24,7 @@ _FLOW_RESULT: dict[str, Any] = {
         "error": {
             "type": "object",
             "properties": {
-                "code": {"type": "integer"},
+                "code": {"description": "An integer, or a TaskErrorCode name", "type": ["integer", "string"]},
                 "message": {"type": "string"},
                 "data": {},
             },
