@@ -1,7 +1,8 @@
 """Component routing: public path -> (plugin, plugin-local name) (config.md §4).
 
 Owns route patterns (matchit syntax: literal segments, ``{name}`` for one segment, ``{*name}`` for
-the rest), their priority (static beats parameter beats catch-all, whatever the map order), rule
+the rest; upstream HEAD's one-segment prefix keys such as ``"/mock"`` mount a plugin as
+``/mock/{*component}``), their priority (static beats parameter beats catch-all, whatever the map order), rule
 selection (conditions on the step input, allow/deny lists, ``component`` templates), reverse
 routing for listings, and the config diagnostics about routes.
 
@@ -121,11 +122,28 @@ def _parse_template(text: str, route: _Route, where: str) -> _Template:
     return _Template(tuple(parts), reverse, tuple(names))
 
 
+def _segments(pattern: str, rules: list[RouteRule]) -> tuple[str, ...]:
+    """The pattern's segments; an upstream HEAD *prefix route* is mounted as a catch-all.
+
+    Upstream HEAD's keys are ``"/"`` or one literal segment (``"/mock"``) under which each plugin's
+    components are mounted: ``/mock/error`` reaches the plugin-local ``/error``. Such a key, when
+    none of its rules has a ``component`` template (HEAD's rules have none), routes like
+    ``/mock/{*component}`` (``/{*component}`` for ``"/"``). With a template it stays the literal
+    pattern of the 2e155519 format (``"/chat": [{plugin: builtin, component: /openai}]``).
+    """
+    segments = tuple(pattern[1:].split("/"))
+    if len(segments) == 1 and not any(r.component is not None for r in rules):
+        seg = segments[0]
+        if "{" not in seg and "}" not in seg:
+            return ("{*component}",) if seg == "" else (seg, "{*component}")
+    return segments
+
+
 def _compile_route(pattern: str, rules: list[RouteRule]) -> _Route:
     where = _route_path(pattern)
     if not pattern.startswith("/"):
         raise ConfigError(f"{where}: route pattern must start with '/'")
-    segments = tuple(pattern[1:].split("/"))
+    segments = _segments(pattern, rules)
     params: list[tuple[str, bool]] = []
     for i, seg in enumerate(segments):
         m = _PARAM.fullmatch(seg)
