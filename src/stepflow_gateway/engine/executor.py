@@ -433,7 +433,12 @@ class RunExecution:
                 outcome = result_to_outcome(res)
             except Exception as exc:
                 outcome = _call_failure(step, local, exc)
-            if type(outcome) is Failed and policy.action == "retry" and attempt <= policy.max_retries:
+            if (
+                type(outcome) is Failed
+                and policy.action == "retry"
+                and attempt <= policy.max_retries
+                and outcome.error.retryable  # not upstream HEAD's never-retried string codes
+            ):
                 delay = backoff_seconds(policy.backoff, self.dispatch.default_backoff, attempt)
                 log.info(
                     "retrying step",
