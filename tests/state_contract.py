@@ -294,3 +294,32 @@ def contract_cases(xfail: Iterable[str] = (), reason: str = "") -> list[Any]:
         )
         for name, fn in CHECKS.items()
     ]
+
+
+async def check_error_codes_roundtrip(store: Any, run: Callable[..., RunRecord]) -> None:
+    """Item and step results keep their error code's JSON kind: 0.9.0-era integers stay integers,
+    upstream HEAD's ``TaskErrorCode`` names stay strings (upstream issue #773)."""
+    from stepflow_gateway.core.result import FlowResult
+    from stepflow_gateway.state.base import ItemRecord, StepRecord
+
+    named = FlowResult.failed("COMPONENT_FAILED", "error", {"stack": [{"error": "x"}]})
+    numeric = FlowResult.failed(500, 'step "s" failed')
+    items = [
+        ItemRecord(0, "failed", named, COMPLETED_AT),
+        ItemRecord(1, "failed", numeric, COMPLETED_AT),
+    ]
+    steps = [
+        StepRecord(0, 0, "s", "/mock/error", "failed", named, COMPLETED_AT, COMPLETED_AT),
+        StepRecord(1, 0, "s", "/mock/error", "failed", numeric, COMPLETED_AT, COMPLETED_AT),
+    ]
+    await store.create_run(run("codes", inputs=[{"mode": "error"}, {"mode": "old"}]))
+    await store.complete_run("codes", "failed", COMPLETED_AT, items, steps)
+    got = await store.get_run("codes")
+    assert got is not None
+    assert [i.result for i in got.items] == [named, numeric]
+    codes = [i.result.to_json()["error"]["code"] for i in got.items]
+    assert codes == ["COMPONENT_FAILED", 500]
+    assert [type(c) for c in codes] == [str, int]
+    got_steps = await store.get_steps("codes")
+    assert [s.result for s in got_steps] == [named, numeric]
+    assert [type(s.result.error.code) for s in got_steps] == [str, int]

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import anyio
 import pytest
-from state_contract import check_run_listing, contract_cases
+from state_contract import check_error_codes_roundtrip, check_run_listing, contract_cases
 
 from stepflow_gateway.core.result import FlowResult
 from stepflow_gateway.errors import StateStoreError
@@ -252,3 +252,14 @@ async def test_open_store_sqlite_default_creates_state_db(tmp_path: Path) -> Non
     )
     async with open_store(cfg, default="memory", data_dir=tmp_path / "unused") as again:  # type: ignore[attr-defined]
         assert await again.get_blob("k") == ({"v": True}, "data")
+
+
+async def test_error_codes_keep_their_json_kind_across_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "codes.db"
+    with anyio.fail_after(30):
+        async with store_at(db) as store:
+            await check_error_codes_roundtrip(store, run)
+        async with store_at(db, "ro") as store:  # read back from the file, not a cache
+            got = await store.get_run("codes")
+            assert got is not None
+            assert [i.result.to_json()["error"]["code"] for i in got.items] == ["COMPONENT_FAILED", 500]

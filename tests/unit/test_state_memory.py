@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import anyio
 import pytest
-from state_contract import check_run_listing, contract_cases
+from state_contract import check_error_codes_roundtrip, check_run_listing, contract_cases
 from structlog.testing import capture_logs
 
 from stepflow_gateway.core.result import FlowResult
@@ -291,3 +291,8 @@ async def test_max_finished_runs_zero_keeps_no_finished_run() -> None:
         assert await store.get_run(rid) is not None  # running runs are never evicted
         await store.complete_run(rid, "completed", "t", [ItemRecord(0, "completed")], [])
         assert await store.get_run(rid) is None
+
+
+async def test_error_codes_keep_their_json_kind() -> None:
+    async with MemoryStore() as store:
+        await check_error_codes_roundtrip(store, run)

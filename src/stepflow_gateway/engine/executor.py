@@ -495,7 +495,12 @@ class RunExecution:
                 outcome = result_to_outcome(res)
             except Exception as exc:
                 outcome = _call_failure(step, local, exc)
-            if type(outcome) is Failed and policy.action == "retry" and retry < policy.max_retries:
+            if (
+                type(outcome) is Failed
+                and policy.action == "retry"
+                and retry < policy.max_retries
+                and outcome.error.retryable  # not upstream HEAD's never-retried string codes
+            ):
                 retry += 1
                 if journal is not None:
                     journal.add(
