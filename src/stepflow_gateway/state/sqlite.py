@@ -521,8 +521,11 @@ class SqliteStore:
 
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         writer = self._require()
-        if writer.committed < writer.queued:
-            await writer.flush()  # reads see every earlier write
+        if writer.committed < writer.queued and writer.failure is None:
+            try:
+                await writer.flush()  # reads see every earlier write
+            except StateStoreError:
+                pass  # the store cannot write now: answer from what is committed
         conn = self._reader
         assert conn is not None
 
