@@ -40,6 +40,10 @@ async def test_a_corrupt_database_is_one_clear_error(tmp_path: Path) -> None:
     message = str(info.value)
     assert str(db) in message and "not a database" in message
 
+
+def test_serve_on_a_corrupt_database_says_so_in_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    db.write_bytes(b"this is not a database, it was overwritten by something else\n" * 100)
     config = tmp_path / "plugins.yml"
     config.write_text(
         "plugins:\n  builtin: {type: builtin}\nroutes:\n  /builtin/{*component}: [{plugin: builtin}]\n"
