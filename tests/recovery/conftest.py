@@ -18,9 +18,12 @@ _INTEGRATION = Path(__file__).resolve().parents[1] / "integration"
 if str(_INTEGRATION) not in sys.path:
     sys.path.insert(0, str(_INTEGRATION))
 
+from recovery_support import STORES, Store, make_store  # noqa: E402
 from server.conftest import start_server  # noqa: E402,F401  (the fixture, re-exported here)
 
-from recovery_support import STORES, Store, make_store  # noqa: E402
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: SIGKILLs and restarts real servers (deselect: -m 'not slow')")
 
 
 @pytest.fixture(params=STORES)

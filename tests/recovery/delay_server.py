@@ -5,10 +5,13 @@
     python delay_server.py mcp               # an MCP stdio server (mcp SDK) with a ``delay`` tool
 
 ``/delay`` takes ``{seconds, step_label, payload}`` (``seconds`` may be fractional) and returns
-``{step_label, payload}``. Every execution appends one JSON line when it starts, and one when it
-ends (or is cancelled), to the file named by ``$RECOVERY_RECORD``; the process appends a ``boot``
-line when it starts. Each line is written with a single ``write`` on an ``O_APPEND`` descriptor, so
-lines from several processes (the killed gateway's servers and the restarted one's) never mix.
+``{step_label, payload}``. The StepFlow server also has ``/nested``: it runs a stored flow through
+the ``runs/submit`` callback, after a pause that depends on its ``attempt``.
+
+Every execution appends one JSON line when it starts, and one when it ends (or is cancelled), to
+the file named by ``$RECOVERY_RECORD``; the process appends a ``boot`` line when it starts. Each
+line is written with a single ``write`` on an ``O_APPEND`` descriptor, so lines from several
+processes (the killed gateway's servers and the restarted one's) never mix.
 
 A line: ``{"ev": "boot"|"start"|"end"|"cancel", "pid", "ppid", "t", "transport", "run_id",
 "step_id", "attempt", "label", "idem"}`` (``run_id``/``step_id``/``attempt`` come from the StepFlow
@@ -59,6 +62,12 @@ class DelayIn(BaseModel):
     payload: Any = None
 
 
+class NestedIn(BaseModel):
+    flow_id: str
+    input: Any = None
+    pause: list[float] = []
+
+
 def stepflow_main(argv: list[str]) -> None:
     from stepflow_gateway.sdk import ComponentServer, Context
 
@@ -76,6 +85,19 @@ def stepflow_main(argv: list[str]) -> None:
             step_id=ctx.step_id,
             attempt=ctx.attempt,
         )
+
+    @server.component(name="/nested")
+    async def nested_component(input: NestedIn, ctx: Context) -> Any:
+        """Pause (``pause[attempt - 1]`` seconds), then run the stored flow ``flow_id`` on
+        ``input`` as a nested run (``runs/submit`` callback) and return its result."""
+        ids = {"run_id": ctx.run_id, "step_id": ctx.step_id, "attempt": ctx.attempt}
+        label = f"nested:{input.input.get('label') if isinstance(input.input, dict) else input.input}"
+        record("start", transport, label=label, **ids)
+        if ctx.attempt <= len(input.pause):
+            await anyio.sleep(input.pause[ctx.attempt - 1])
+        result = await ctx.evaluate_flow(input.flow_id, input.input)
+        record("end", transport, label=label, **ids)
+        return result
 
     record("boot", transport)
     server.run(argv)
@@ -105,7 +127,9 @@ def mcp_main() -> None:
     server = MCPServer("recovery-delay", version="0.0.1")
 
     @server.tool(name="delay")
-    async def delay_tool(seconds: float, step_label: str, ctx: Context, payload: Any = None) -> dict[str, Any]:
+    async def delay_tool(
+        seconds: float, step_label: str, ctx: Context, payload: Any = None
+    ) -> dict[str, Any]:
         """Sleep ``seconds``, then return ``{step_label, payload}``."""
         meta = _meta_of(ctx)
         return await delay("mcp", seconds, step_label, payload, idem=meta.get(IDEMPOTENCY_KEY))

@@ -44,9 +44,10 @@ RUN_TIMEOUT_S = 60.0
 ORPHAN_TIMEOUT_S = 10.0
 """How long the killed gateway's component servers may take to notice and exit."""
 
-STORES = ["sqlite"]
-"""The state stores every crash test runs against. Add ``"postgres"`` here once the store exists
-and ``tests/postgres.py`` provides a database URL (see ``make_store``)."""
+STORES = ["sqlite", "postgres"]
+"""The state stores every crash test runs against (``make_store``). Postgres gets a fresh database
+per test from ``tests/postgres.py`` (``pg_database``); without a PostgreSQL server those tests are
+skipped locally and fail in CI, as that module decides."""
 
 TRANSPORTS = ("stepflow-stdio", "stepflow-http", "mcp")
 
@@ -81,6 +82,15 @@ class Store:
                 out.add((run_id, result["step_label"]))
         return out
 
+    def started_attempts(self) -> dict[tuple[str, int, str], int]:
+        """``(run_id, item, step)`` → the highest ``attempt`` the journal says was started."""
+        out: dict[tuple[str, int, str], int] = {}
+        for run_id, kind, item, step, attempt, _data in self.journal_rows():
+            if kind == "step_started" and step is not None:
+                key = (run_id, item, step)
+                out[key] = max(out.get(key, 0), attempt)
+        return out
+
 
 class SqliteFile(Store):
     name = "sqlite"
@@ -110,7 +120,7 @@ class SqliteFile(Store):
 
 
 class PostgresDb(Store):
-    """Postgres, once the gateway has the store (same tables assumed as SQLite's schema v2)."""
+    """A PostgreSQL database (the store's tables are SQLite's: ``journal``, ``blobs``, …)."""
 
     name = "postgres"
 
@@ -123,20 +133,24 @@ class PostgresDb(Store):
     def journal_rows(self) -> list[tuple[str, str, int, str | None, int, Any]]:
         import psycopg
 
-        with psycopg.connect(self.url, connect_timeout=5) as conn:
-            rows = conn.execute(
-                "SELECT j.run_id, j.kind, j.item, j.step, j.attempt, COALESCE(j.data, b.data) "
-                "FROM journal j LEFT JOIN blobs b ON b.blob_id = j.blob_ref ORDER BY j.root_run_id, j.seq"
-            ).fetchall()
-        return [(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if isinstance(r[5], str) else r[5]) for r in rows]
+        with psycopg.connect(self.url, connect_timeout=5, autocommit=True) as conn:
+            try:
+                rows = conn.execute(
+                    "SELECT j.run_id, j.kind, j.item, j.step, j.attempt, COALESCE(j.data, b.data) "
+                    "FROM journal j LEFT JOIN blobs b ON b.blob_id = j.blob_ref ORDER BY j.root_run_id, j.seq"
+                ).fetchall()
+            except psycopg.errors.UndefinedTable:  # the server has not created its schema yet
+                return []
+        return [
+            (r[0], r[1], r[2], r[3], r[4], json.loads(r[5]) if isinstance(r[5], str) else r[5]) for r in rows
+        ]
 
 
 def make_store(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
     if name == "sqlite":
         return SqliteFile(tmp_path / "store" / "recovery.db")
     if name == "postgres":
-        # ``tests/postgres.py`` is expected to provide a fixture giving a fresh database URL.
-        return PostgresDb(request.getfixturevalue("postgres_url"))
+        return PostgresDb(request.getfixturevalue("pg_database"))  # tests/postgres.py
     raise ValueError(name)
 
 
@@ -185,7 +199,9 @@ def sequential_flow(durations: list[float], name: str = "sequential_delay") -> d
     for i, seconds in enumerate(durations, 1):
         payload = {"$input": "data"} if i == 1 else {"$step": f"s{i - 1}", "path": "payload"}
         steps.append(delay(f"s{i}", seconds, payload))
-    output: dict[str, Any] = {f"s{i}": {"$step": f"s{i}", "path": "step_label"} for i in range(1, len(steps) + 1)}
+    output: dict[str, Any] = {
+        f"s{i}": {"$step": f"s{i}", "path": "step_label"} for i in range(1, len(steps) + 1)
+    }
     output["final"] = {"$step": f"s{len(steps)}", "path": "payload"}
     return {"name": name, "steps": steps, "output": output}
 
@@ -255,7 +271,13 @@ class Record:
         return [ln.label or "" for ln in self.events(ev, lines)]
 
     def wait_for(
-        self, predicate: Callable[[list[Line]], Any], what: str, *, timeout: float = 30.0, server: Any = None
+        self,
+        predicate: Callable[[list[Line]], Any],
+        what: str,
+        *,
+        timeout: float = 30.0,
+        server: Any = None,
+        poll: float | None = None,
     ) -> list[Line]:
         """Poll until ``predicate(lines)`` holds; returns the lines (AssertionError after ``timeout``)."""
         deadline = time.monotonic() + timeout
@@ -264,24 +286,36 @@ class Record:
             if predicate(lines):
                 return lines
             if server is not None and server.proc.poll() is not None:
-                raise AssertionError(f"server exited ({server.proc.returncode}) waiting for {what}:\n{server.log()}")
+                raise AssertionError(
+                    f"server exited ({server.proc.returncode}) waiting for {what}:\n{server.log()}"
+                )
             if time.monotonic() > deadline:
                 log = f"\nserver log:\n{server.log()[-4000:]}" if server is not None else ""
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}; record:\n{self.dump()}{log}")
-            time.sleep(POLL_S)
+                raise AssertionError(
+                    f"timed out after {timeout} s waiting for {what}; record:\n{self.dump()}{log}"
+                )
+            time.sleep(POLL_S if poll is None else poll)
 
     def dump(self) -> str:
         return self.path.read_text() if self.path.exists() else "(no record file)"
 
 
-def started(label: str, after: int = 0) -> Callable[[list[Line]], bool]:
-    """``label`` started (in a line at index ``after`` or later)."""
-    return lambda lines: any(ln.ev == "start" and ln.label == label for ln in lines[after:])
+def _by(lines: list[Line], gateway: int | None) -> list[Line]:
+    """The lines of the processes ``gateway`` started (all lines when ``None``)."""
+    if gateway is None:
+        return lines
+    pids = {ln.pid for ln in lines if ln.ev == "boot" and ln.ppid == gateway}
+    return [ln for ln in lines if ln.pid in pids]
 
 
-def ended(label: str, after: int = 0) -> Callable[[list[Line]], bool]:
-    """``label`` ended (in a line at index ``after`` or later)."""
-    return lambda lines: any(ln.ev == "end" and ln.label == label for ln in lines[after:])
+def started(label: str, gateway: int | None = None) -> Callable[[list[Line]], bool]:
+    """``label`` started (in a component server of ``gateway``, a pid, when given)."""
+    return lambda lines: any(ln.ev == "start" and ln.label == label for ln in _by(lines, gateway))
+
+
+def ended(label: str, gateway: int | None = None) -> Callable[[list[Line]], bool]:
+    """``label`` ended (in a component server of ``gateway``, a pid, when given)."""
+    return lambda lines: any(ln.ev == "end" and ln.label == label for ln in _by(lines, gateway))
 
 
 # --- the server -----------------------------------------------------------------------------------
@@ -312,7 +346,9 @@ def submit(server: Any, flow_id: str, inputs: list[Any], client: httpx2.Client |
     return run["runId"]
 
 
-def wait_runs(server: Any, run_ids: Iterable[str], timeout: float = RUN_TIMEOUT_S) -> dict[str, dict[str, Any]]:
+def wait_runs(
+    server: Any, run_ids: Iterable[str], timeout: float = RUN_TIMEOUT_S
+) -> dict[str, dict[str, Any]]:
     """Poll until every run has ended; ``{run_id: {"status", "results": [FlowResult JSON]}}``."""
     pending = list(run_ids)
     done: dict[str, dict[str, Any]] = {}
@@ -335,8 +371,8 @@ def wait_runs(server: Any, run_ids: Iterable[str], timeout: float = RUN_TIMEOUT_
                 raise AssertionError(f"server exited ({server.proc.returncode}):\n{server.log()}")
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"{len(pending)} run(s) still running {timeout} s after the restart, e.g. {pending[:3]}:\n"
-                    f"{server.log()[-4000:]}"
+                    f"{len(pending)} run(s) still running {timeout} s after the restart, "
+                    f"e.g. {pending[:3]}:\n{server.log()[-4000:]}"
                 )
             time.sleep(0.05)
     return done
@@ -355,14 +391,11 @@ class Kill:
 
     gateway_pid: int
     cut: int
-    """Record lines written before the kill (later lines are the restarted server's, or late ones
-    from the killed server's children)."""
+    """Record lines written before the kill."""
     durable: set[Key]
     """``/delay`` calls whose result the journal held after the kill."""
-    started: set[Key]
-    """``/delay`` calls that had started before the kill."""
-    ended: set[Key]
-    """``/delay`` calls that had ended (answered) before the kill."""
+    journal_attempts: dict[tuple[str, int, str], int]
+    """``(run_id, item, step)`` → the last attempt the journal had recorded as started."""
     children: list[int] = field(default_factory=list)
     """Component server processes the killed gateway had started (from their ``boot`` lines)."""
 
@@ -376,15 +409,13 @@ def crash(server: Any, record: Record, store: Store) -> Kill:
     except subprocess.TimeoutExpired:
         raise AssertionError(f"gateway {pid} still alive 10 s after SIGKILL") from None
     lines = record.lines()
-    kill = Kill(
+    return Kill(
         gateway_pid=pid,
         cut=len(lines),
         durable=store.durable(),
-        started={ln.key for ln in lines if ln.ev == "start"},
-        ended={ln.key for ln in lines if ln.ev == "end"},
+        journal_attempts=store.started_attempts(),
         children=sorted({ln.pid for ln in lines if ln.ev == "boot" and ln.ppid == pid}),
     )
-    return kill
 
 
 def alive(pid: int) -> bool:
@@ -453,13 +484,24 @@ def check_executions(
     expected: set[Key] | None = None,
     *,
     label_only: bool = False,
+    label_of: Callable[[int, str], str] = lambda item, step: step,
 ) -> Executions:
     """Check the invariants of the module docstring; returns the executions for further asserts.
 
+    Each record line belongs to the gateway *incarnation* that started its process (``boot``
+    line's parent): ``i`` for the gateway of ``kills[i]``, ``len(kills)`` for the last one. So a
+    line the killed gateway's child wrote late still counts as that gateway's.
+
     ``expected``: exactly the calls that must have run (each must have ended, too).
     ``label_only``: key by label alone (MCP calls without an idempotency key carry no run id).
+    ``label_of(item, step)``: the label a journaled step runs with (the step id by default).
     """
     lines = record.lines()
+    gateway_of = {ln.pid: ln.ppid for ln in lines if ln.ev == "boot"}
+    incarnation_of_gateway = {k.gateway_pid: i for i, k in enumerate(kills)}
+
+    def incarnation(ln: Line) -> int:
+        return incarnation_of_gateway.get(gateway_of.get(ln.pid, -1), len(kills))
 
     def key_of(ln: Line) -> Key:
         return (None, ln.key[1]) if label_only else ln.key
@@ -467,9 +509,14 @@ def check_executions(
     def norm(keys: set[Key]) -> set[Key]:
         return {(None, k[1]) for k in keys} if label_only else keys
 
-    kills = [
-        Kill(k.gateway_pid, k.cut, norm(k.durable), norm(k.started), norm(k.ended), k.children) for k in kills
-    ]
+    durable = [norm(k.durable) for k in kills]
+    journaled: list[dict[Key, int]] = []
+    for k in kills:
+        attempts: dict[Key, int] = {}
+        for (run_id, item, step), attempt in k.journal_attempts.items():
+            key = (None if label_only else run_id, label_of(item, step))
+            attempts[key] = max(attempts.get(key, 0), attempt)
+        journaled.append(attempts)
     starts: dict[Key, list[Line]] = defaultdict(list)
     ends: dict[Key, list[Line]] = defaultdict(list)
     for ln in lines:
@@ -479,38 +526,44 @@ def check_executions(
             ends[key_of(ln)].append(ln)
     problems: list[str] = []
     for key, ss in starts.items():
-        # attempts count every try: 1, 2, 3 … in the order they were made
-        attempts = [s.attempt for s in ss]
-        if all(a is not None for a in attempts) and attempts != list(range(1, len(ss) + 1)):
-            problems.append(f"{key}: attempts {attempts}, expected {list(range(1, len(ss) + 1))}")
-        for n, k in enumerate(kills, 1):
-            if key in k.durable:
-                again = [s for s in ss if s.index >= k.cut]
-                if again:
-                    problems.append(
-                        f"{key}: its result was journaled before kill {n}, yet it ran again "
-                        f"(attempts {[s.attempt for s in again]})"
-                    )
-        # Each execution either ended with its result journaled or was cut short by the next
-        # kill; each one cut short must be made once more (its result is still needed), so:
-        # executions = 1 + the kills that found an execution of it started but not journaled.
-        interrupted, prev_cut = 0, 0
-        for k in kills:
-            if key not in k.durable and any(prev_cut <= s.index < k.cut for s in ss):
-                interrupted += 1
-            prev_cut = k.cut
+        by_inc: dict[int, list[Line]] = defaultdict(list)
+        for st in ss:
+            by_inc[incarnation(st)].append(st)
+        for n in range(len(kills)):
+            if key in durable[n] and any(i > n for i in by_inc):
+                problems.append(
+                    f"{key}: its result was journaled before kill {n + 1}, yet it ran again "
+                    f"(attempts {[st.attempt for i in by_inc if i > n for st in by_inc[i]]})"
+                )
+        # Each execution either ended with its result journaled or was cut short by the kill of
+        # its gateway; each one cut short must be made once more (its result is still needed):
+        # executions = 1 + the kills whose gateway had started it without journaling its result.
+        interrupted = sum(1 for n in range(len(kills)) if n in by_inc and key not in durable[n])
         if len(ss) != 1 + interrupted:
             problems.append(
                 f"{key}: started {len(ss)} times, but {interrupted} kill(s) interrupted it "
                 f"(expected {1 + interrupted} executions)"
             )
-        if kills and key in kills[0].durable and (len(ss) != 1 or len(ends.get(key, [])) != 1):
+        # attempt numbers: 1 at first; after a restart, one more than the journal's last start
+        # (a try journaled as started counts even if the kill came before the component saw it)
+        if all(st.attempt is not None for st in ss):
+            for i, group in sorted(by_inc.items()):
+                first = 1 if i == 0 else journaled[i - 1].get(key, 0) + 1
+                want = list(range(first, first + len(group)))
+                if [st.attempt for st in group] != want:
+                    problems.append(
+                        f"{key}: gateway incarnation {i} made attempts {[st.attempt for st in group]}, "
+                        f"expected {want}"
+                    )
+        if kills and key in durable[0] and (len(ss) != 1 or len(ends.get(key, [])) != 1):
             problems.append(
                 f"{key}: finished and journaled before the first kill, so it must have run exactly once; "
                 f"starts {len(ss)}, ends {len(ends.get(key, []))}"
             )
         last = ss[-1]
-        if not any(e.pid == last.pid and e.attempt == last.attempt and e.index > last.index for e in ends[key]):
+        if not any(
+            e.pid == last.pid and e.attempt == last.attempt and e.index > last.index for e in ends[key]
+        ):
             problems.append(f"{key}: its last execution (attempt {last.attempt}, pid {last.pid}) never ended")
     for key, es in ends.items():
         if len(es) > len(starts.get(key, [])):
@@ -523,10 +576,22 @@ def check_executions(
             problems.append(f"calls that should not have run: {sorted(map(str, extra))}")
         if missing:
             problems.append(f"calls that never ran: {sorted(map(str, missing))}")
-    assert not problems, "execution record violates recovery:\n  " + "\n  ".join(problems) + (
-        f"\nkills: {[(k.gateway_pid, k.cut, sorted(map(str, k.durable))) for k in kills]}\nrecord:\n{record.dump()}"
+    assert not problems, (
+        "execution record violates recovery:\n  "
+        + "\n  ".join(problems)
+        + (
+            f"\nkills (gateway pid, record lines, journaled): "
+            f"{[(k.gateway_pid, k.cut, sorted(map(str, d))) for k, d in zip(kills, durable, strict=True)]}"
+            f"\nrecord:\n{record.dump()}"
+        )
     )
     return Executions(dict(starts), dict(ends))
+
+
+def started_before(kill: Kill, record: Record) -> set[Key]:
+    """The calls the killed gateway's component servers had started."""
+    pids = set(kill.children)
+    return {ln.key for ln in record.lines() if ln.ev == "start" and ln.pid in pids}
 
 
 def wait_durable(store: Store, keys: set[Key], timeout: float) -> bool:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from recovery_support import (
+    STORES,
     TRANSPORTS,
     Kill,
     Record,
@@ -31,12 +31,15 @@ from recovery_support import (
     sequential_flow,
     sequential_result,
     started,
+    started_before,
     store_flow,
     submit,
     success,
     wait_durable,
     wait_runs,
 )
+
+pytestmark = pytest.mark.slow
 
 DATA = {"order": 42, "tags": ["a", "b"]}
 
@@ -68,8 +71,16 @@ def test_kill_right_after_submission(start_server, store: Store, record: Record,
     assert_no_orphans([kill])
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_kill_during_a_step(start_server, store: Store, record: Record, tmp_path: Path, transport: str) -> None:
+# every transport on SQLite; the stdio one on the other stores
+STORE_TRANSPORTS = [("sqlite", t) for t in TRANSPORTS] + [
+    (s, "stepflow-stdio") for s in STORES if s != "sqlite"
+]
+
+
+@pytest.mark.parametrize(("store", "transport"), STORE_TRANSPORTS, indirect=["store"])
+def test_kill_during_a_step(
+    start_server, store: Store, record: Record, tmp_path: Path, transport: str
+) -> None:
     """SIGKILL while s2 runs: s1 is not called again, s2 runs once more (attempt 2), s3 once."""
     config = gateway_config(store, record.path, transport)
     server = start_server(config)
@@ -105,7 +116,7 @@ def test_kill_between_steps(start_server, store: Store, record: Record, tmp_path
     server = start_server(config)
     fid = store_flow(server, sequential_flow([0.3, 0.3, 0.3]))
     rid = submit(server, fid, [{"data": DATA}])
-    record.wait_for(ended("s1"), "s1 to end", server=server)
+    record.wait_for(ended("s1"), "s1 to end", server=server, poll=0.002)
     kill = crash(server, record, store)
 
     again = start_server(config, workdir=tmp_path)
@@ -185,7 +196,9 @@ MAP_FLOW = {
                     "$literal": {
                         "name": "one_item",
                         "steps": [
-                            delay("work", {"$input": "seconds"}, {"$input": "value"}, label={"$input": "label"})
+                            delay(
+                                "work", {"$input": "seconds"}, {"$input": "value"}, label={"$input": "label"}
+                            )
                         ],
                         "output": {"$step": "work"},
                     }
@@ -205,7 +218,9 @@ def test_kill_during_a_map(start_server, store: Store, record: Record, tmp_path:
     server = start_server(config)
     fid = store_flow(server, MAP_FLOW)
     rid = submit(server, fid, [{"items": MAP_ITEMS}])
-    lines = record.wait_for(lambda ls: ended("m0")(ls) and ended("m1")(ls), "2 map items to end", server=server)
+    lines = record.wait_for(
+        lambda ls: ended("m0")(ls) and ended("m1")(ls), "2 map items to end", server=server
+    )
     child = {ln.run_id for ln in lines if ln.ev == "start"}
     assert len(child) == 1 and rid not in child, child
     child_id = child.pop()
@@ -219,7 +234,12 @@ def test_kill_during_a_map(start_server, store: Store, record: Record, tmp_path:
     expected = {"results": results, "successful": 5, "failed": 0}
     assert runs[rid] == {"status": "completed", "results": [success(expected)]}
     # the resumed map found its child run again: every item ran in the same child run
-    ex = check_executions(record, [kill], {(child_id, it["label"]) for it in MAP_ITEMS})
+    ex = check_executions(
+        record,
+        [kill],
+        {(child_id, it["label"]) for it in MAP_ITEMS},
+        label_of=lambda item, step: MAP_ITEMS[item]["label"] if step == "work" else step,
+    )
     for label in ("m2", "m3", "m4"):
         assert ex.attempts((child_id, label)) == [1, 2], record.dump()
     assert_no_orphans([kill])
@@ -305,7 +325,9 @@ def test_kill_during_a_batch_of_runs(start_server, store: Store, record: Record,
 
     with httpx2.Client(base_url=server.api, timeout=30) as c:
         rids = [submit(server, fid, [{"n": n, "seconds": 0.5 + n * 0.03}], client=c) for n in range(BATCH)]
-    record.wait_for(lambda ls: len(record.events("end", ls)) >= BATCH // 2, "half the runs to end", server=server)
+    record.wait_for(
+        lambda ls: len(record.events("end", ls)) >= BATCH // 2, "half the runs to end", server=server
+    )
     kill = crash(server, record, store)
     done_at_kill = {k for k in kill.durable if k[1] == "work"}
     assert BATCH // 4 < len(done_at_kill) < BATCH, f"{len(done_at_kill)} runs journaled at the kill"
@@ -313,11 +335,15 @@ def test_kill_during_a_batch_of_runs(start_server, store: Store, record: Record,
     again = start_server(config, workdir=tmp_path)
     runs = wait_runs(again, rids)
     for n, rid in enumerate(rids):
-        assert runs[rid] == {"status": "completed", "results": [success({"step_label": "work", "payload": n})]}
+        assert runs[rid] == {
+            "status": "completed",
+            "results": [success({"step_label": "work", "payload": n})],
+        }
     ex = check_executions(record, [kill], {(rid, "work") for rid in rids})
-    again_ran = [rid for rid in rids if ex.count((rid, "work")) > 1]
-    assert len(again_ran) == BATCH - len(done_at_kill)
-    assert all(ex.attempts((rid, "work")) == [1, 2] for rid in again_ran)
+    # exactly the runs whose call had started but whose result was not journaled ran twice
+    in_flight = started_before(kill, record) - kill.durable
+    assert {rid for rid in rids if ex.count((rid, "work")) > 1} == {k[0] for k in in_flight}
+    assert all(ex.attempts(k) == [1, 2] for k in in_flight)
     assert_no_orphans([kill])
 
 
@@ -329,26 +355,85 @@ def test_five_kills_in_one_run(start_server, store: Store, record: Record, tmp_p
     rid = submit(server, fid, [{"data": DATA}])
     kills: list[Kill] = []
 
-    def kill_when(predicate: Any, what: str) -> None:
+    def kill_when(predicate: Any, what: str, poll: float | None = None) -> None:
         nonlocal server
         if predicate is not None:
-            record.wait_for(predicate, what, server=server)
+            record.wait_for(predicate(), what, server=server, poll=poll)
         kills.append(crash(server, record, store))
         server = start_server(config, workdir=tmp_path)
 
-    kill_when(started("s1"), "s1 to start")  # 1: during s1
-    kill_when(ended("s2", kills[-1].cut), "s2 to end")  # 2: between s2 and s3
-    kill_when(started("s3", kills[-1].cut), "s3 to start")  # 3: during s3
+    # (each predicate looks at the component servers of the gateway running now)
+    kill_when(lambda: started("s1", server.proc.pid), "s1 to start")  # 1: during s1
+    kill_when(lambda: ended("s2", server.proc.pid), "s2 to end", poll=0.002)  # 2: between s2 and s3
+    kill_when(lambda: started("s3", server.proc.pid), "s3 to start")  # 3: during s3
     kill_when(None, "")  # 4: as soon as the restarted server answers (recovery just began)
-    kill_when(started("s5", kills[-1].cut), "s5 to start")  # 5: during s5
+    kill_when(lambda: started("s5", server.proc.pid), "s5 to start")  # 5: during s5
     runs = wait_runs(server, [rid])
     assert runs[rid] == {"status": "completed", "results": [success(sequential_result(6, DATA))]}
 
     ex = check_executions(record, kills, {(rid, f"s{i}") for i in range(1, 7)})
     assert ex.attempts((rid, "s1")) == [1, 2]
-    assert ex.attempts((rid, "s2")) in ([1], [1, 2])  # [1, 2]: the kill beat the journal write
-    assert ex.attempts((rid, "s3")) in ([1, 2], [1, 2, 3])  # 3: kill 4 caught s3's second try
+    # Kill 2 came right after s2 answered: before s2's result was journaled (s2 runs again), or
+    # after (s3 may have started already). Kills 2-4 then each caught s3 or found nothing in flight;
+    # check_executions checked that each try of s3 matches a kill that interrupted one.
+    assert ex.attempts((rid, "s2")) in ([1], [1, 2])
+    assert 2 <= ex.count((rid, "s3")) <= 4
     assert ex.attempts((rid, "s4")) == [1]
     assert ex.attempts((rid, "s5")) == [1, 2]
     assert ex.attempts((rid, "s6")) == [1]
     assert_no_orphans(kills)
+
+
+# --- nested runs started through callbacks --------------------------------------------------------
+
+
+INNER = {
+    "name": "inner",
+    "steps": [delay("inner", {"$input": "seconds"}, {"$input": "label"}, label={"$input": "label"})],
+    "output": {"$step": "inner"},
+}
+OUTER = {
+    "name": "outer",
+    "steps": [
+        {
+            "id": "outer",
+            "component": "/test/nested",
+            "input": {
+                "flow_id": {"$input": "flow_id"},
+                "input": {"label": {"$input": "label"}, "seconds": 1.0},
+                "pause": {"$input": "pause"},
+            },
+        }
+    ],
+    "output": {"$step": "outer"},
+}
+
+
+def test_kill_during_nested_runs_of_a_batch(
+    start_server, store: Store, record: Record, tmp_path: Path
+) -> None:
+    """Three items of one run each start a nested run from a component (``runs/submit``). After the
+    SIGKILL the items call back in the opposite order: each must still get its own sub-run back."""
+    config = gateway_config(store, record.path)
+    server = start_server(config)
+    inner_id = store_flow(server, INNER)
+    fid = store_flow(server, OUTER)
+    # attempt 1 calls back in item order, attempt 2 (after the crash) in the reverse order
+    items = [{"flow_id": inner_id, "label": f"n{i}", "pause": [0.2 * i, 0.2 * (2 - i)]} for i in range(3)]
+    rid = submit(server, fid, items)
+    record.wait_for(lambda ls: all(started(f"n{i}")(ls) for i in range(3)), "3 nested runs", server=server)
+    kill = crash(server, record, store)
+
+    again = start_server(config, workdir=tmp_path)
+    runs = wait_runs(again, [rid])
+    got = [r["result"]["payload"] if r and r.get("outcome") == "success" else r for r in runs[rid]["results"]]
+    assert got == ["n0", "n1", "n2"], (
+        f"after the restart, items got the results of other items' nested runs: {got}. The StepFlow "
+        "plugin finds a callback's execution context by (run_id, step_id) only (plugin.py "
+        "_find_context / _inflight), so all items of a batch share one: nested-run ids are derived "
+        "from the wrong item and in callback order, and a resumed item finds another item's child."
+    )
+    lines = record.lines()
+    for i in range(3):  # each inner step ran once before the kill and once after it
+        assert len([ln for ln in lines if ln.ev == "start" and ln.label == f"n{i}"]) == 2, record.dump()
+    assert_no_orphans([kill])

@@ -463,6 +463,8 @@ class RunExecution:
         work: list[int] = []
         self._finish(item, i, outcome, work, attempt)
         self._drive(item, work)
+        if self.journal is not None:  # queued now, so a sibling still running cannot delay it
+            self.journal.publish()
 
     async def _call(
         self, item: ItemState, step: Step, plugin: Any, local: str, input: Any

@@ -163,7 +163,14 @@ class ExecutionContext:
 
     def observability(self) -> dict[str, Any]:
         """The ``observability`` object of ``components/execute`` (protocol.md)."""
-        return {"run_id": self.run_id, "flow_id": self.flow_id, "step_id": self.step_id}
+        return {
+            "run_id": self.run_id,
+            "flow_id": self.flow_id,
+            "step_id": self.step_id,
+            # a string: SDK contexts keep only string fields. With it, a callback of one item of a
+            # batch is told apart from the same step's callbacks of the other items.
+            "item_index": str(self.item_index),
+        }
 
 
 @dataclass(slots=True)

@@ -172,7 +172,8 @@ class StepflowPlugin:
         self._lock = anyio.Lock()
         self._generations = itertools.count(1)
         self._http: Any = None
-        self._inflight: dict[tuple[str, str], ExecutionContext] = {}
+        self._inflight: dict[tuple[str, int, str], ExecutionContext] = {}
+        """Calls in flight by ``(run_id, item_index, step_id)``; callbacks name theirs in observability."""
         self._callbacks: CallbackHandler | None = None
         self._timeout = config.request_timeout
         self._log = log.bind(plugin=name)
@@ -271,7 +272,7 @@ class StepflowPlugin:
         attempt = ctx.attempt
         obs = {k: v for k, v in ctx.observability().items() if v}
         params = {"component": component, "input": input, "attempt": attempt, "observability": obs}
-        key = (ctx.run_id, ctx.step_id)
+        key = (ctx.run_id, ctx.item_index, ctx.step_id)
         failures = 0
         while True:
             conn: _Connection | None = None
@@ -337,9 +338,16 @@ class StepflowPlugin:
 
     def _find_context(self, observability: Any) -> ExecutionContext | None:
         if isinstance(observability, dict):
-            found = self._inflight.get((observability.get("run_id"), observability.get("step_id")))  # type: ignore[arg-type]
-            if found is not None:
-                return found
+            run_id, step_id = observability.get("run_id"), observability.get("step_id")
+            item = observability.get("item_index")
+            if isinstance(item, str) and item.isdigit():
+                found = self._inflight.get((run_id, int(item), step_id))  # type: ignore[arg-type]
+                if found is not None:
+                    return found
+            # a server that does not send the item back: only a unique (run, step) is certain
+            matches = [c for (r, _i, s), c in self._inflight.items() if r == run_id and s == step_id]
+            if len(matches) == 1:
+                return matches[0]
         if len(self._inflight) == 1:
             return next(iter(self._inflight.values()))
         return None
