@@ -70,7 +70,6 @@ def serve_command(
     from ..gateway import Gateway
     from ..logging import configure
     from ..server import ServerSettings, create_app
-    from ..server.protocol import protocol_class
 
     configure(log_level or "INFO")
     try:
@@ -117,7 +116,6 @@ def serve_command(
         host=host,
         port=port,
         lifespan="on",
-        http=protocol_class(asgi),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
