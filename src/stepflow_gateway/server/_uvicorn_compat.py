@@ -86,7 +86,7 @@ DIRECT: bool = _CYCLE is not None
 
 async def send_answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     """Answer ``status`` with ``headers`` (lower-case, ``content-length`` included) and ``body``."""
-    cycle = getattr(send, "__self__", None)
+    cycle: Any = getattr(send, "__self__", None)
     if DIRECT and type(cycle) is _CYCLE and not cycle.access_log:
         flow = cycle.flow
         if flow.write_paused and not cycle.disconnected:

@@ -93,7 +93,7 @@ class GatewayApp(Starlette):
                         got = await self.fast_create_run(scope, receive)
                     except Exception as exc:  # a bug of ours (errors of runs are answered inside)
                         got = _internal_error(exc)
-                    if type(got) is not tuple:  # the full stack answers, the body replayed
+                    if not isinstance(got, tuple):  # the full stack answers, the body replayed
                         await super().__call__(scope, got, send)
                         return
                     status, body, extra = got

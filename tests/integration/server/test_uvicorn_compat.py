@@ -275,7 +275,7 @@ async def test_client_gone_before_the_answer(monkeypatch: pytest.MonkeyPatch, di
 async def test_access_log_uses_uvicorn_send(cycle_sends: list[str]) -> None:
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign]
+    handler.emit = records.append  # type: ignore[method-assign, assignment]
     logger = logging.getLogger("uvicorn.access")
     level = logger.level
     logger.addHandler(handler)
