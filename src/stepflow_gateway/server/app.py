@@ -173,7 +173,7 @@ async def _root(request: Request) -> Response:
 def create_app(
     gateway: Gateway | str | os.PathLike[str] | None = None,
     settings: ServerSettings | None = None,
-) -> Starlette:
+) -> GatewayApp:
     """Build the app. ``gateway`` is an unstarted ``Gateway`` or a config path (``None``: discovery).
 
     Nothing starts until the ASGI lifespan runs (uvicorn does that).

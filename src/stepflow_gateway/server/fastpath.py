@@ -25,6 +25,7 @@ Behaviour is the same as the Starlette route, by construction:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import orjson
@@ -83,6 +84,15 @@ class GatewayApp(Starlette):
 
     fast_key: bytes | None = None
     fast_body_limit: int = 0
+    _full: Any = None
+    """The Starlette stack as wrapped by ``put_behind_fast_path`` (``None``: not wrapped)."""
+
+    def put_behind_fast_path(self, middleware: Callable[[Any], Any]) -> None:
+        """Wrap the Starlette stack (everything but the two fast-path answers) in ``middleware``.
+
+        ``serve`` puts uvicorn's proxy-headers middleware here instead of in front of the whole app:
+        what it rewrites (``client``, ``scheme``) is nothing the fast path reads."""
+        self._full = middleware(super().__call__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -94,7 +104,7 @@ class GatewayApp(Starlette):
                     except Exception as exc:  # a bug of ours (errors of runs are answered inside)
                         got = _internal_error(exc)
                     if not isinstance(got, tuple):  # the full stack answers, the body replayed
-                        await super().__call__(scope, got, send)
+                        await (self._full or super().__call__)(scope, got, send)
                         return
                     status, body, extra = got
                     await send_answer(send, status, answer_headers(scope, body, extra), body)
@@ -106,7 +116,7 @@ class GatewayApp(Starlette):
                     body = encode_json(out)
                     await send_answer(send, 200, answer_headers(scope, body), body)
                     return
-        await super().__call__(scope, receive, send)
+        await (self._full or super().__call__)(scope, receive, send)
 
     def is_fast_run(self, scope: Scope) -> bool:
         """A ``POST /api/v1/runs`` (path already checked) the fast path may take: right method and key."""

@@ -86,7 +86,7 @@ class App:
 
 
 @asynccontextmanager
-async def serving(app: App, **config: Any) -> AsyncIterator[int]:
+async def serving(app: Any, **config: Any) -> AsyncIterator[int]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     options: dict[str, Any] = {
@@ -318,3 +318,29 @@ def test_start_up_check_refuses_another_cycle(monkeypatch: pytest.MonkeyPatch) -
     assert _uvicorn_compat._resolve() == (None, None)
     monkeypatch.setitem(sys.modules, "uvicorn.protocols.http.httptools_impl", None)  # no httptools
     assert _uvicorn_compat._resolve() == (None, None)
+
+
+async def test_proxy_headers_still_apply_behind_the_fast_path() -> None:
+    # ``serve`` runs uvicorn with proxy_headers=False and puts uvicorn's middleware behind the fast
+    # path (``GatewayApp.put_behind_fast_path``): the Starlette stack sees the forwarded client.
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    from stepflow_gateway.server.fastpath import GatewayApp
+
+    async def who(request: Any) -> PlainTextResponse:
+        return PlainTextResponse(f"{request.client.host} {request.url.scheme}")
+
+    app = GatewayApp(routes=[Route("/who", who)])
+    app.put_behind_fast_path(lambda stack: ProxyHeadersMiddleware(stack, trusted_hosts="127.0.0.1"))
+    async with serving(app, proxy_headers=False) as port:
+        got = await exchange(
+            port,
+            request(
+                "GET",
+                "/who",
+                headers="x-forwarded-for: 10.1.2.3\r\nx-forwarded-proto: https\r\nconnection: close\r\n",
+            ),
+        )
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"\r\n\r\n10.1.2.3 https"), got
