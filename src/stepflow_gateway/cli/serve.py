@@ -90,11 +90,11 @@ def serve_command(
 ) -> None:
     """Serve the REST API (/api/v1, upstream 0.9.0 compatible) and stored flows as MCP tools (/mcp)."""
     import uvicorn
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
     from ..gateway import Gateway
     from ..logging import configure
     from ..server import ServerSettings, create_app
-    from ..server.protocol import protocol_class
 
     configure(log_level or "INFO")
     try:
@@ -162,13 +162,15 @@ def serve_command(
         host=host,
         port=port,
         lifespan="on",
-        http=protocol_class(asgi),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_s)),
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # applied behind the fast path instead, with uvicorn's trusted hosts
     )
+    trusted = uv_config.forwarded_allow_ips
+    asgi.put_behind_fast_path(lambda stack: ProxyHeadersMiddleware(stack, trusted_hosts=trusted))
     server = _Server(uv_config)
 
     # Announce the bound address on stderr (port 0 picks one); stdout stays clean.

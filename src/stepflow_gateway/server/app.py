@@ -5,9 +5,8 @@ page. Middleware, outermost first: CORS (``access-control-allow-origin: *`` as u
 API key check (``auth.py``). Errors go through the one table in ``errors.py``.
 
 ``POST /api/v1/runs`` and ``GET /api/v1/health`` are answered by the raw fast path in front of all
-this (``fastpath.GatewayApp``), with the same behaviour. Under ``serve``, run requests do not even
-become ASGI calls: uvicorn gets our HTTP protocol (``protocol.py``), which hands them to the same
-fast path and writes the answer itself.
+this (``fastpath.GatewayApp``), with the same behaviour. Under ``serve`` (uvicorn's httptools
+protocol) its answers are written in one write (``_uvicorn_compat.py``).
 
 The lifespan owns every resource, in this order (and unwinds in reverse):
 
@@ -174,7 +173,7 @@ async def _root(request: Request) -> Response:
 def create_app(
     gateway: Gateway | str | os.PathLike[str] | None = None,
     settings: ServerSettings | None = None,
-) -> Starlette:
+) -> GatewayApp:
     """Build the app. ``gateway`` is an unstarted ``Gateway`` or a config path (``None``: discovery).
 
     Nothing starts until the ASGI lifespan runs (uvicorn does that).

@@ -13,15 +13,19 @@ Behaviour is the same as the Starlette route, by construction:
   (``request_bodies.plain_create_run``, the full handler's own first tier), a body over the size
   limit (→ 413), an unknown flow (→ 404), ``/health?error=…``. So every error message and status
   comes from the one code path in ``api.py``/``errors.py``.
-* Exceptions raised while starting or waiting for the run go through ``errors.EXCEPTION_HANDLERS``.
+* Exceptions raised while starting or waiting for the run go through ``errors.EXCEPTION_HANDLERS``;
+  an exception of the fast path itself (a bug) is logged and answered 500 with the JSON error body.
 * The CORS middleware's headers are reproduced: ``vary: Origin`` always, and
   ``access-control-allow-origin: *`` plus ``access-control-expose-headers`` when ``Origin`` is sent.
-* Answers are compact UTF-8 JSON (orjson; the stdlib encoder for what orjson refuses).
+* Answers are compact UTF-8 JSON (orjson; the stdlib encoder for what orjson refuses), sent by
+  ``_uvicorn_compat.send_answer``: the two ASGI messages, or under uvicorn's httptools protocol
+  (``serve``) the same bytes in one write.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import orjson
@@ -31,9 +35,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from ..gateway import now_iso
 from ..logging import get_logger
+from ._uvicorn_compat import send_answer
 from .api import run_response
 from .auth import key_allowed
-from .errors import EXCEPTION_HANDLERS
+from .errors import EXCEPTION_HANDLERS, error_body
 from .request_bodies import plain_create_run
 
 __all__ = ["FastAnswer", "GatewayApp", "answer_headers", "encode_json"]
@@ -79,48 +84,47 @@ class GatewayApp(Starlette):
 
     fast_key: bytes | None = None
     fast_body_limit: int = 0
+    _full: Any = None
+    """The Starlette stack as wrapped by ``put_behind_fast_path`` (``None``: not wrapped)."""
+
+    def put_behind_fast_path(self, middleware: Callable[[Any], Any]) -> None:
+        """Wrap the Starlette stack (everything but the two fast-path answers) in ``middleware``.
+
+        ``serve`` puts uvicorn's proxy-headers middleware here instead of in front of the whole app:
+        what it rewrites (``client``, ``scheme``) is nothing the fast path reads."""
+        self._full = middleware(super().__call__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if path == _RUNS:
                 if self.is_fast_run(scope):
-                    await self._create_run(scope, receive, send)
+                    try:
+                        got = await self.fast_create_run(scope, receive)
+                    except Exception as exc:  # a bug of ours (errors of runs are answered inside)
+                        got = _internal_error(exc)
+                    if not isinstance(got, tuple):  # the full stack answers, the body replayed
+                        await (self._full or super().__call__)(scope, got, send)
+                        return
+                    status, body, extra = got
+                    await send_answer(send, status, answer_headers(scope, body, extra), body)
                     return
             elif path == _HEALTH and scope["method"] == "GET" and not scope["query_string"]:
                 rt = getattr(self.state, "runtime", None)
                 if rt is not None:
-                    body = {"status": "healthy", "timestamp": now_iso(), "version": rt.settings.version}
-                    await self._answer(scope, send, 200, encode_json(body))
+                    out = {"status": "healthy", "timestamp": now_iso(), "version": rt.settings.version}
+                    body = encode_json(out)
+                    await send_answer(send, 200, answer_headers(scope, body), body)
                     return
-        await super().__call__(scope, receive, send)
+        await (self._full or super().__call__)(scope, receive, send)
 
     def is_fast_run(self, scope: Scope) -> bool:
         """A ``POST /api/v1/runs`` (path already checked) the fast path may take: right method and key."""
         return scope["method"] == "POST" and (self.fast_key is None or key_allowed(scope, self.fast_key))
 
-    @staticmethod
-    async def _answer(scope: Scope, send: Send, status: int, body: bytes, extra: Any = ()) -> None:
-        headers = answer_headers(scope, body, extra)
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    async def full_stack(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The request through Starlette (middleware, routing, handlers), bypassing the fast path."""
-        await super().__call__(scope, receive, send)
-
-    async def _create_run(self, scope: Scope, receive: Receive, send: Send) -> None:
-        got = await self.fast_create_run(scope, receive)
-        if isinstance(got, tuple):
-            await self._answer(scope, send, *got)
-        else:
-            await super().__call__(scope, got, send)
-
     async def fast_create_run(self, scope: Scope, receive: Receive) -> FastAnswer | Receive:
         """``POST /api/v1/runs`` of the plain shape: ``(status, body, extra headers)`` to answer with,
-        or, for anything else, a ``receive`` replaying the body for the full stack to answer.
-
-        Used by the ASGI fast path above and by the HTTP protocol (``protocol.py``)."""
+        or, for anything else, a ``receive`` replaying the body for the full stack to answer."""
         rt = getattr(self.state, "runtime", None)
         if rt is None:
             return receive
@@ -182,6 +186,11 @@ class GatewayApp(Starlette):
         response = await handler(Request(scope, receive), exc)
         extra = [(k, v) for k, v in response.raw_headers if k not in (b"content-length", b"content-type")]
         return response.status_code, bytes(response.body), extra
+
+
+def _internal_error(exc: Exception) -> FastAnswer:
+    log.error("run request failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+    return 500, encode_json(error_body(500, f"Internal server error: {type(exc).__name__}")), ()
 
 
 def answer_headers(scope: Scope, body: bytes, extra: Any = ()) -> list[tuple[bytes, bytes]]:

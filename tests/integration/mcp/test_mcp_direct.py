@@ -111,9 +111,7 @@ async def test_every_result_shape_maps_as_on_the_sdk_path(tmp_path: Path, output
 
 async def test_plain_mapping_agrees_with_the_validated_model() -> None:
     # map_plain_call_result must give map_call_result's answer whenever it answers at all.
-    from mcp.client.session import _CallToolResultAdapter
-
-    from stepflow_gateway.plugins.mcp._direct import check_call_result
+    from stepflow_gateway.plugins.mcp._sdk_compat import check_call_result
 
     for version in ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"):
         for name, canned in RESULTS.items():
@@ -127,7 +125,7 @@ async def test_plain_mapping_agrees_with_the_validated_model() -> None:
                     plain = exc.stack  # type: ignore[assignment]
                 if plain is None:
                     continue
-                model = check_call_result(json.loads(json.dumps(raw)), version, _CallToolResultAdapter)
+                model = check_call_result(json.loads(json.dumps(raw)), version)
                 try:
                     expected: Any = mapping.map_call_result(name, model, mode)
                 except ComponentError as exc:

@@ -1,8 +1,9 @@
-"""The HTTP protocol of ``serve`` (``server/protocol.py``) on raw sockets against a real server.
+"""HTTP/1.1 of ``serve`` on raw sockets against a real server.
 
-``POST /api/v1/runs`` is answered by the protocol itself; these tests speak HTTP/1.1 byte by byte so
-that keep-alive, pipelining, ``Connection: close``, HTTP/1.0, chunked bodies and the hand-over of
-other requests to the ASGI stack on the same connection are what is exercised.
+``POST /api/v1/runs`` is answered by the fast path (``fastpath.py``), written to uvicorn's cycle in
+one write (``_uvicorn_compat.py``, pinned in ``test_uvicorn_compat.py``); these tests speak HTTP/1.1
+byte by byte so that keep-alive, pipelining, ``Connection: close``, HTTP/1.0, chunked bodies and the
+hand-over of other requests to the Starlette stack on the same connection are what is exercised.
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ from mcp.client.session import LoggingFnT
 from mcp.client.sse import sse_client
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from ._direct import DirectCalls
@@ -244,7 +243,9 @@ async def open_connection(
                 transport = stdio_client(params, errlog=pump.writer)
         elif config.transport == "http":
             assert config.url is not None
-            http_client = create_mcp_http_client(
+            # What the SDK's own client factory builds: our timeouts, no redirect following
+            # (the SDK's transports follow same-origin redirects themselves).
+            http_client = httpx2.AsyncClient(
                 headers=dict(config.headers) or None,
                 timeout=httpx2.Timeout(_HTTP_TIMEOUT_S, read=_SSE_READ_TIMEOUT_S),
             )
@@ -279,8 +280,7 @@ async def open_connection(
         direct: DirectCalls | None = getattr(watched.read, "direct", None)
         version = client.protocol_version
         if direct is not None and version is not None and version not in MODERN_PROTOCOL_VERSIONS:
-            # The session's own result adapter: what its `call_tool` validates results with.
-            conn.direct = direct.enable(version, client.session._call_tool_adapter)
+            conn.direct = direct.enable(version)
         log.debug(
             "mcp connected",
             plugin=plugin,

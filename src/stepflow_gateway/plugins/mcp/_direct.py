@@ -1,6 +1,6 @@
 """Owns the direct ``tools/call`` path of stdio connections: our request id space, the pending
-futures, progress routing, timeouts and ``notifications/cancelled``, plus the SDK's result checks
-for the raw results it returns.
+futures, progress routing, timeouts and ``notifications/cancelled``. The raw results it returns
+get the SDK's own result checks from ``_sdk_compat.check_call_result``.
 
 Why: on the SDK path each call builds pydantic request models, dumps them, crosses memory streams
 and task wake-ups in the dispatcher, validates the whole response message and then the result.
@@ -35,15 +35,11 @@ import anyio
 import orjson
 import structlog
 from anyio.lowlevel import checkpoint_if_cancelled
-from mcp.client.session import _clamp_inbound_ttl, _later_revision_fields  # the SDK's own checks
 from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
-from mcp_types.methods import validate_server_result
-from pydantic import TypeAdapter
 from pydantic_core import from_json
 
-__all__ = ["ID_PREFIX", "MARKER", "DirectCalls", "NotEncodable", "ProgressFn", "check_call_result"]
+__all__ = ["ID_PREFIX", "MARKER", "DirectCalls", "NotEncodable", "ProgressFn"]
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +98,7 @@ class DirectCalls:
     the connection once the handshake has settled the protocol version (:meth:`enable`).
     """
 
-    __slots__ = ("_write", "_loop", "_pending", "_next", "_closed", "version", "adapter")
+    __slots__ = ("_write", "_loop", "_pending", "_next", "_closed", "version")
 
     def __init__(self, write: RawWriter, loop: asyncio.AbstractEventLoop) -> None:
         self._write = write
@@ -112,13 +108,10 @@ class DirectCalls:
         self._closed = False
         self.version = ""
         """The negotiated protocol version (set by :meth:`enable`)."""
-        self.adapter: TypeAdapter[Any] | None = None
-        """The session's ``tools/call`` result adapter (set by :meth:`enable`)."""
 
-    def enable(self, version: str, adapter: TypeAdapter[Any]) -> DirectCalls:
-        """Record what result checks need: the session's version and its result adapter."""
+    def enable(self, version: str) -> DirectCalls:
+        """Record what result checks need: the session's negotiated protocol version."""
         self.version = version
-        self.adapter = adapter
         return self
 
     @property
@@ -284,23 +277,3 @@ class DirectCalls:
         for entry in pending.values():
             if not entry.future.done():
                 entry.future.set_result(_closed_error())
-
-
-def check_call_result(raw: dict[str, Any], version: str, adapter: TypeAdapter[Any]) -> CallToolResult:
-    """The SDK's checks of a ``tools/call`` result, in its order, on a raw result object.
-
-    Raises:
-        pydantic.ValidationError: the result does not conform to the negotiated version.
-        RuntimeError: the result parsed as something other than a ``CallToolResult``.
-    """
-    _clamp_inbound_ttl(raw)
-    try:
-        validate_server_result("tools/call", version, raw)
-    except KeyError:
-        pass
-    if not (foreign := _later_revision_fields("tools/call", version)).isdisjoint(raw):
-        raw = {key: value for key, value in raw.items() if key not in foreign}
-    result = adapter.validate_python(raw, by_name=False)
-    if not isinstance(result, CallToolResult):
-        raise RuntimeError(f"tools/call returned a {type(result).__name__}, not a CallToolResult")
-    return result

@@ -10,8 +10,9 @@ Structure (mcp.md §4):
 * **Calls** (:meth:`McpPlugin.execute`) run in the callers' tasks and share the published
   session; the SDK multiplexes them. ``maxConcurrency`` caps them with a ``CapacityLimiter``.
   Cancelling a caller cancels its request (the SDK sends ``notifications/cancelled``). On stdio
-  handshake-era sessions ``tools/call`` skips the SDK's request machinery (``_direct.py``) with
-  the same results, errors, timeouts, cancellation and progress.
+  handshake-era sessions ``tools/call`` skips the SDK's request machinery (``_direct.py``; results
+  checked as the SDK checks them, ``_sdk_compat.py``) with the same results, errors, timeouts,
+  cancellation and progress.
 * **Refresh**: ``notifications/tools/list_changed`` (handshake era) or a ``listen()`` stream
   (2026-07-28) re-lists the tools, debounced, and swaps the catalogue atomically.
 
@@ -50,8 +51,9 @@ from ..base import ComponentInfo, ExecutionContext, PluginConfig, PluginContext
 from . import mapping
 from ._catalogue import Catalogue, build_catalogue, list_all_tools
 from ._connection import Connection, open_connection
-from ._direct import DirectCalls, NotEncodable, check_call_result
+from ._direct import DirectCalls, NotEncodable
 from ._extras import call_extra
+from ._sdk_compat import check_call_result
 from .config import McpPluginConfig
 
 __all__ = ["IDEMPOTENCY_META_KEY", "McpPlugin", "idempotency_key"]
@@ -321,9 +323,8 @@ class McpPlugin:
             if plain is not None:
                 return plain
         try:
-            assert direct.adapter is not None
             # What the SDK's call_tool does with a result, in its order.
-            result = check_call_result(raw, direct.version, direct.adapter)
+            result = check_call_result(raw, direct.version)
             if not result.is_error:
                 await conn.client.session.validate_tool_result(name, result)
         except MCPError as exc:
