@@ -11,7 +11,8 @@ protocol) its answers are written in one write (``_uvicorn_compat.py``).
 The lifespan owns every resource, in this order (and unwinds in reverse):
 
 1. ``async with gateway`` starts the state store and the plugins, once, shared by all runs;
-2. runs interrupted by a previous process resume from their journal; the MCP tool catalogue loads
+2. the store's ``on_commit`` is set to the event streams' fan-out (``feed.py``), once; runs
+   interrupted by a previous process resume from their journal; the MCP tool catalogue loads
    (``catalogue.py``, no mcp SDK import);
 3. one task group for background runs (``Gateway.task_group``); the server is ready (REST answers);
 4. the MCP façade is *not* started yet: the mcp SDK (and pydantic under it) is ~0.5 s of imports,
@@ -24,8 +25,8 @@ The lifespan owns every resource, in this order (and unwinds in reverse):
    ``MCP_RETRY_AFTER_S`` tries again (a missing package keeps failing the same way, a passing
    problem heals). REST is unaffected either way;
 5. on shutdown, in-flight runs get what is left of the grace period, then are cancelled and
-   recorded; then MCP sessions close (if the façade was ever started), then plugins (their child
-   processes) and the store.
+   recorded; then MCP sessions close (if the façade was ever started) and open event streams end,
+   then plugins (their child processes) and the store.
 
 No module-level object holds state: two apps in one process are independent.
 """
@@ -188,6 +189,8 @@ def create_app(
         t0 = time.monotonic()
         async with gw:
             rt = ServerRuntime(gw, settings)
+            # the one listener of the store's commits: the event streams' fan-out (events.py)
+            gw.store.on_commit = rt.feed.dispatch
             rt.catalogue = await FlowCatalogue.load(gw.store)
             async with anyio.create_task_group() as tg:
                 gw.task_group = GuardedTaskGroup(tg)
@@ -217,6 +220,7 @@ def create_app(
                         await rt.drain(max(0.0, settings.shutdown_grace_s - elapsed))
                     app.state.mcp_launcher = None
                     await launcher.aclose()
+                    rt.feed.close_all()  # event streams still open end now
                 gw.task_group = None
                 tg.cancel_scope.cancel()
         log.info("server stopped")

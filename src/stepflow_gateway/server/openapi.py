@@ -210,8 +210,10 @@ def _paths() -> dict[str, Any]:
         "/runs/{runId}/events": {
             "get": op(
                 "runs",
-                "Run progress as server-sent events (step_started, step_completed, step_failed, "
-                "item_completed, run_completed); a finished run replays its final events",
+                "Run progress as server-sent events from the run's journal (step_started, step_retry, "
+                "step_completed, step_failed, item_completed, run_completed; sub_run_created with "
+                "includeSubRuns). Each event's id is its journal sequence number; since or "
+                "Last-Event-ID resume after it. A finished run replays its events and closes",
                 {
                     "200": {
                         "description": "event stream",
@@ -219,7 +221,34 @@ def _paths() -> dict[str, Any]:
                     },
                     **_errors(400, 401, 404),
                 },
-                parameters=run_id,
+                parameters=[
+                    *run_id,
+                    _p(
+                        "since",
+                        "query",
+                        {"type": "integer", "minimum": 0},
+                        "Resume after this sequence number (the Last-Event-ID header wins)",
+                    ),
+                    _p(
+                        "eventTypes",
+                        "query",
+                        {"type": "array", "items": {"type": "string"}},
+                        "Only these event names (repeated or comma-separated; STATUS_EVENT_TYPE_* too)",
+                    ),
+                    _p(
+                        "includeSubRuns",
+                        "query",
+                        {"type": "boolean", "default": False},
+                        "Also the events of the run's sub-runs",
+                    ),
+                    _p(
+                        "includeResults",
+                        "query",
+                        {"type": "boolean", "default": True},
+                        "Include step and item results",
+                    ),
+                    _p("Last-Event-ID", "header", {"type": "integer", "minimum": 0}, "Resume after this id"),
+                ],
             )
         },
     }

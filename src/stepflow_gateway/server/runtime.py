@@ -18,14 +18,17 @@ from typing import Any
 import anyio
 
 from .. import __version__
+from ..core.journal import ITEM_FINISHED, RUN_CREATED, RUN_FINISHED
 from ..core.result import FlowResult
 from ..engine.inputs import validate_variables
+from ..engine.journal import TreeJournal
 from ..errors import GatewayError, RunNotFound
 from ..flow.model import Flow
 from ..gateway import Gateway, RunHandle, now_iso
 from ..ids import new_run_id
 from ..logging import get_logger
 from ..state.base import ItemRecord, RunRecord
+from .feed import JournalFeed
 from .responses import item_status
 
 __all__ = ["GuardedTaskGroup", "ServerRuntime", "ServerSettings"]
@@ -114,6 +117,8 @@ class ServerRuntime:
     settings: ServerSettings
     catalogue: Any = None
     """``mcp_facade.FlowCatalogue``: the stored flows that are MCP tools."""
+    feed: JournalFeed = field(default_factory=JournalFeed)
+    """Committed journal events for the event streams (the store's ``on_commit``; see ``app.py``)."""
     started_at: float = field(default_factory=time.time)
     draining: anyio.Event = field(default_factory=anyio.Event)
     no_grace: bool = False
@@ -176,7 +181,17 @@ class ServerRuntime:
         await self.gw.store_flow(flow)
         await self.gw.store.create_run(rec)
         items = [ItemRecord(i, "failed", result, now) for i in range(len(inputs))]
+        journal = TreeJournal(self.gw.store, run_id) if self.gw.journaling else None
+        if journal is not None:  # journaled like any run, so its event stream has ids too
+            data = {"flowId": flow.flow_id, "parentRunId": None, "itemCount": len(inputs)}
+            journal.add(run_id, RUN_CREATED, data=data)
+            for i in range(len(inputs)):
+                journal.add(run_id, ITEM_FINISHED, i, data=result)
+            journal.add(run_id, RUN_FINISHED, data={"status": "failed"})
+            journal.publish()
         await self.gw.store.complete_run(run_id, "failed", now, items, [])
+        if journal is not None:
+            await journal.barrier()
         rec.status, rec.completed_at, rec.items = "failed", now, items
         return rec
 
