@@ -263,3 +263,54 @@ async def test_error_codes_keep_their_json_kind_across_reopen(tmp_path: Path) ->
             got = await store.get_run("codes")
             assert got is not None
             assert [i.result.to_json()["error"]["code"] for i in got.items] == ["COMPONENT_FAILED", 500]
+
+
+async def test_migrates_every_earlier_version_keeping_its_data(tmp_path: Path) -> None:
+    """A database at each earlier schema version, with data, opens at the current one: data kept,
+    new tables and columns usable."""
+    from stepflow_gateway.core.journal import STEP_FINISHED, JournalEvent
+    from stepflow_gateway.state.sqlite import MIGRATIONS, SCHEMA_VERSION
+
+    for start in range(1, SCHEMA_VERSION):
+        db = tmp_path / f"v{start}.db"
+        with sqlite3.connect(db, isolation_level=None) as conn:
+            for version, script in MIGRATIONS:
+                if version <= start:
+                    conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={version};\nCOMMIT;")
+            conn.execute(
+                "INSERT INTO runs (run_id, flow_id, flow_name, status, created_at, inputs) "
+                "VALUES ('old', 'f', 'n', 'completed', ?, '[1]')",
+                (T1,),
+            )
+            conn.execute("INSERT INTO items (run_id, item_index, status) VALUES ('old', 0, 'completed')")
+            conn.execute("INSERT INTO blobs (blob_id, blob_type, data) VALUES ('b', 'data', '{\"x\": 1}')")
+        conn.close()
+        async with store_at(db) as store:
+            got = await store.get_run("old")
+            assert got is not None and got.status == "completed" and got.inputs == [1]
+            assert await store.get_blob("b") == ({"x": 1}, "data")
+            await store.put_record("k", {"v": 2})
+            store.append([JournalEvent(1, "old", "old", STEP_FINISHED, 0, "s", 1, {"outcome": "success"})])
+            await store.flush()
+            assert await store.get_record("k") == {"v": 2}
+            assert [e.kind for e in await store.read_journal("old")] == [STEP_FINISHED]
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        conn.close()
+
+
+async def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    from stepflow_gateway.state.sqlite import SCHEMA_VERSION
+
+    db = tmp_path / "newer.db"
+    async with store_at(db):
+        pass
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateStoreError) as info:
+        async with store_at(db):
+            pass
+    message = str(info.value)
+    assert str(db) in message and f"schema version {SCHEMA_VERSION + 1}" in message and "newer" in message
