@@ -7,7 +7,9 @@
 #
 # What it does (each part is skipped when already done, so a re-run takes seconds):
 #   1. apt-get installs what is missing of: python3 + python3-venv, nodejs, npm, git, curl,
-#      util-linux (unshare), iproute2 (ip). apt-get runs only when something is missing.
+#      util-linux (unshare, runuser), iproute2 (ip), postgresql (initdb/pg_ctl for the Postgres
+#      state store tests; found under /usr/lib/postgresql/<ver>/bin) and nats-server.
+#      apt-get runs only when something is missing.
 #   2. .venv with the project installed editable plus the dev extras (pip install -e '.[dev]').
 #      Re-done only when pyproject.toml changed (hash kept in .venv/.setup-pyproject).
 #   3. The peers of the spec's peers.md, one virtualenv each, under .peers/ (git-ignored):
@@ -30,7 +32,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-peers) WITH_PEERS=0 ;;
     -h | --help)
-      sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+      sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
       exit 0
       ;;
     *)
@@ -65,6 +67,13 @@ command -v git >/dev/null 2>&1 || missing+=(git)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<ver>/bin.
+have_pg_bin() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  compgen -G "/usr/lib/postgresql/*/bin/$1" >/dev/null
+}
+{ have_pg_bin initdb && have_pg_bin pg_ctl && have_pg_bin postgres; } || missing+=(postgresql)
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 
 if ((${#missing[@]})); then
   if [ "$(id -u)" -eq 0 ]; then
@@ -76,8 +85,16 @@ if ((${#missing[@]})); then
   fi
   say "installing system packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # The tests start throwaway PostgreSQL servers of their own: don't let the package create and
+  # start a system cluster on port 5432 (an existing createcluster.conf is left alone).
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    "${SUDO[@]}" mkdir -p /etc/postgresql-common
+    printf 'create_main_cluster = false\n' | "${SUDO[@]}" tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
   "${SUDO[@]}" apt-get update -qq >&2
-  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+  # confold: keep a conffile written above (createcluster.conf) without asking.
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >&2
 else
   say "system packages: present"
 fi

@@ -1,6 +1,7 @@
 """Shared fixtures, kept minimal: the anyio backend and a free loopback port.
 
-Peer locations live in ``tests/peers.py``.
+Peer locations live in ``tests/peers.py``; throwaway PostgreSQL servers (``pg_server``,
+``pg_url``, ``pg_database``) in ``tests/postgres.py``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import socket
 from collections.abc import Callable
 
 import pytest
+from postgres import pg_database, pg_server, pg_url  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="session")

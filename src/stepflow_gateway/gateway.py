@@ -183,6 +183,7 @@ class StepLog(Sequence[StepRecord]):
                     result,
                     now_iso(started) if started else None,
                     now_iso(finished) if finished else None,
+                    self._view.items[item].attempts[idx],
                 )
                 for item, idx, step, status, result, started, finished in RunExecution.step_states(self._view)
             ]
@@ -234,6 +235,7 @@ class Gateway:
         config_warnings: list[Any] | None = None,
         environ: Mapping[str, str] | None = None,
         record_steps: bool | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config
         self.mode = mode
@@ -241,6 +243,9 @@ class Gateway:
         self.environ = dict(os.environ if environ is None else environ)
         self._store = store
         self.store: StateStore = store  # type: ignore[assignment]
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        """Where a default SQLite store goes (``<data_dir>/state.db``); ``None``:
+        ``<workingDirectory>/.stepflow-gateway``."""
         self.router: Any = None
         self.plugin_set: PluginSet | None = None
         self.dispatch: Dispatch | None = None
@@ -287,7 +292,7 @@ class Gateway:
 
         self.router = Router.build(self.config.routes)
         if self._store is None:
-            data_dir = Path(self.config.working_directory) / ".stepflow-gateway"
+            data_dir = self.data_dir or Path(self.config.working_directory) / ".stepflow-gateway"
             explicit = getattr(self.config, "state_store_explicit", True)
             self.store = open_store(
                 self.config.state_store if explicit else None,

@@ -20,6 +20,8 @@ pytestmark = pytest.mark.anyio
 UPSTREAM = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "upstream"
 if not UPSTREAM.exists():  # CI clones main with shared/ beside it
     UPSTREAM = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "upstream"
+UPSTREAM_HEAD = UPSTREAM.parent / "upstream-head"
+"""Upstream's data at a newer commit (817917a7): string error codes, prefix routes, retry."""
 
 CLASS_A = [
     "tests/basic.yaml",
@@ -108,3 +110,13 @@ async def test_missing_path_is_an_error(tree: Path) -> None:
     summary, lines = await _run(tree, "does/not/exist.yaml")
     assert summary.exit_code == 1
     assert "Missing file: " in lines[0]
+
+
+async def test_upstream_head_mock_suite() -> None:
+    """``tests/mock`` at upstream HEAD: ``code: COMPONENT_FAILED`` (upstream #773), the ``"/mock"``
+    prefix route and ``onError: {action: retry, maxRetries: 2}`` (default backoff: about 2 s)."""
+    summary, lines = await _run(UPSTREAM_HEAD, "tests/mock")
+    assert summary.files_errored == 0 and summary.failed == 0 and summary.execution_errors == 0, "\n".join(
+        lines
+    )
+    assert summary.total == 2 and summary.passed == 2, "\n".join(lines)

@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import anyio
 import pytest
-from state_contract import check_run_listing
+from state_contract import check_error_codes_roundtrip, check_run_listing, contract_cases
 
 from stepflow_gateway.core.result import FlowResult
-from stepflow_gateway.errors import RunNotFound, StateStoreError
+from stepflow_gateway.errors import StateStoreError
 from stepflow_gateway.state.base import ItemRecord, RunFilter, RunRecord, StepRecord
 from stepflow_gateway.state.open import open_store
 from stepflow_gateway.state.sqlite import SqliteStore, SqliteTarget, parse_database_url
@@ -159,6 +159,16 @@ async def test_complete_run_is_one_transaction(tmp_path: Path) -> None:
         assert (await store.get_run("r2")) is not None
 
 
+@pytest.mark.parametrize(
+    "check",
+    contract_cases(),
+)
+async def test_contract(check: object, tmp_path: Path) -> None:
+    with anyio.fail_after(30):
+        async with store_at(tmp_path / "contract.db") as store:
+            await check(store)  # type: ignore[operator]
+
+
 async def test_list_runs_every_filter(tmp_path: Path) -> None:
     async with store_at(tmp_path / "l.db") as store:
         await check_run_listing(store, run)
@@ -242,3 +252,14 @@ async def test_open_store_sqlite_default_creates_state_db(tmp_path: Path) -> Non
     )
     async with open_store(cfg, default="memory", data_dir=tmp_path / "unused") as again:  # type: ignore[attr-defined]
         assert await again.get_blob("k") == ({"v": True}, "data")
+
+
+async def test_error_codes_keep_their_json_kind_across_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "codes.db"
+    with anyio.fail_after(30):
+        async with store_at(db) as store:
+            await check_error_codes_roundtrip(store, run)
+        async with store_at(db, "ro") as store:  # read back from the file, not a cache
+            got = await store.get_run("codes")
+            assert got is not None
+            assert [i.result.to_json()["error"]["code"] for i in got.items] == ["COMPONENT_FAILED", 500]

@@ -1,4 +1,4 @@
-"""The builtin plugin: each of the eight builtins, its input checks and its exact error stacks.
+"""The builtin plugin: each of the builtins, its input checks and its exact error stacks.
 
 Nested runs (eval/map/iterate) use an in-test ``RuntimeAPI``: blobs in a dict, and ``submit_run``
 answering with canned results per flow (keyed by the flow's ``name``) while recording what was
@@ -123,7 +123,7 @@ def flow(name: str) -> dict[str, Any]:
 # -- component info ----------------------------------------------------------------------------------
 
 
-async def test_list_components_has_eight_with_valid_2020_12_schemas() -> None:
+async def test_list_components_has_ten_with_valid_2020_12_schemas() -> None:
     plugin = await started(FakeRuntime())
     infos = await plugin.list_components()
     assert [i.name for i in infos] == [
@@ -135,6 +135,8 @@ async def test_list_components_has_eight_with_valid_2020_12_schemas() -> None:
         "/load_file",
         "/create_messages",
         "/openai",
+        "/noop",
+        "/sleep",
     ]
     for info in infos:
         assert info.description
@@ -181,7 +183,8 @@ async def test_create_messages_inline_fast_path() -> None:
     assert only_user == FlowResult.success({"messages": [{"role": "user", "content": "Hi"}]})
     # The async path gives the same answer; other components fall back to execute.
     assert await plugin.execute("/create_messages", {"user_prompt": "Hi"}, ctx) == only_user
-    for other in ("/put_blob", "/eval", "/map", "/iterate", "/get_blob", "/load_file", "/openai", "/nope"):
+    others = ("/put_blob", "/eval", "/map", "/iterate", "/get_blob", "/load_file", "/openai", "/sleep", "/x")
+    for other in others:
         assert plugin.execute_inline(other, {}, ctx) is None
 
 
@@ -576,6 +579,87 @@ async def test_load_file_errors(tmp_path: Path) -> None:
         == "unknown variant `csv`, expected one of `json`, `yaml`, `text`"
     )
     assert await detail({}) == "missing field `path`"
+
+
+# -- noop / sleep ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [{"key": "value", "num": 42}, None, [1, 2.0, "x"], 15.0, True, "s"])
+async def test_noop_returns_its_input_inline_and_async(value: Any) -> None:
+    plugin = await started(FakeRuntime())
+    ctx = make_ctx(FakeRuntime())
+    inline = plugin.execute_inline("/noop", value, ctx)
+    assert inline == FlowResult.success(value)
+    assert dumps_compact(inline.result) == dumps_compact(value)  # number kinds kept
+    with anyio.fail_after(10):
+        assert await plugin.execute("/noop", value, ctx) == inline
+
+
+async def test_sleep_returns_duration_and_passthrough() -> None:
+    plugin = await started(FakeRuntime())
+    ctx = make_ctx(FakeRuntime())
+    assert plugin.execute_inline("/sleep", {"duration_ms": 1}, ctx) is None  # never inline: it waits
+    with anyio.fail_after(10):
+        got = await plugin.execute("/sleep", {"duration_ms": 10, "passthrough": {"data": "hello"}}, ctx)
+        assert got == FlowResult.success({"duration_ms": 10, "passthrough": {"data": "hello"}})
+        # no passthrough, a null one, and extra keys: only duration_ms comes back
+        plain = ({"duration_ms": 0}, {"duration_ms": 0, "passthrough": None}, {"duration_ms": 0, "x": 1})
+        for input in plain:
+            assert await plugin.execute("/sleep", input, ctx) == FlowResult.success({"duration_ms": 0})
+        # falsy passthrough values other than null are passed through
+        for value in (0, False, "", [], {}):
+            got = await plugin.execute("/sleep", {"duration_ms": 0, "passthrough": value}, ctx)
+            assert got.result == {"duration_ms": 0, "passthrough": value}
+    info = {i.name: i for i in await plugin.list_components()}["/sleep"]
+    jsonschema.validate({"duration_ms": 10, "passthrough": [1]}, info.input_schema)
+    jsonschema.validate(got.result, info.output_schema)
+    for bad in ({}, {"duration_ms": -1}, {"duration_ms": 1.5}, {"duration_ms": "10"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, info.input_schema)
+
+
+async def test_sleep_waits_about_its_duration() -> None:
+    plugin = await started(FakeRuntime())
+    with anyio.fail_after(10):
+        start = anyio.current_time()
+        await plugin.execute("/sleep", {"duration_ms": 50}, make_ctx(FakeRuntime()))
+        assert anyio.current_time() - start >= 0.045
+
+
+async def test_sleep_is_cancellable() -> None:
+    plugin = await started(FakeRuntime())
+    finished: list[FlowResult] = []
+
+    async def nap() -> None:
+        finished.append(await plugin.execute("/sleep", {"duration_ms": 600_000}, make_ctx(FakeRuntime())))
+
+    with anyio.fail_after(10):  # ten minutes of sleep, cancelled long before the bound
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(nap)
+            await anyio.sleep(0.05)
+            tg.cancel_scope.cancel()
+    assert finished == []
+
+
+@pytest.mark.parametrize(
+    ("input", "detail"),
+    [
+        ({}, "missing field `duration_ms`"),
+        ({"passthrough": 1}, "missing field `duration_ms`"),
+        ({"duration_ms": None}, "invalid type: null, expected u64"),
+        ({"duration_ms": 10.0}, "invalid type: floating point `10.0`, expected u64"),
+        ({"duration_ms": "10"}, 'invalid type: string "10", expected u64'),
+        ({"duration_ms": True}, "invalid type: boolean `true`, expected u64"),
+        ({"duration_ms": -1}, "invalid value: integer `-1`, expected u64"),
+        ({"duration_ms": 2**64}, f"invalid value: integer `{2**64}`, expected u64"),
+        (10, "invalid type: integer `10`, expected an object"),
+        (None, "invalid type: null, expected an object"),
+    ],
+)
+async def test_sleep_invalid_input_stack(input: Any, detail: str) -> None:
+    plugin = await started(FakeRuntime())
+    err = await component_error(plugin, "/sleep", input, make_ctx(FakeRuntime()))
+    assert err.stack == [UDF, INVALID, {"error": detail}]
 
 
 # -- plumbing ----------------------------------------------------------------------------------------

@@ -411,6 +411,41 @@ state_store:
     assert "write 'stateStore'" in loaded.warnings[1].message
 
 
+def test_storage_config_is_upstreams_name_for_state_store(tmp_path: Path) -> None:
+    url = "postgresql://gw@db.example:5432/stepflow"
+    simple = load_text(
+        tmp_path,
+        f"plugins: {{}}\nroutes: {{}}\nstorageConfig: {{type: postgres, databaseUrl: '{url}', "
+        "autoMigrate: false, maxConnections: 4}\n",
+    )
+    assert simple.warnings == []
+    assert simple.config.state_store_explicit
+    assert simple.config.state_store.model_dump() == {
+        "type": "postgres",
+        "database_url": url,
+        "auto_migrate": False,
+        "max_connections": 4,
+    }
+    # The expanded form is accepted when metadata, blobs and journal are one backend.
+    expanded = load_text(
+        tmp_path,
+        f"""
+plugins: {{}}
+routes: {{}}
+storageConfig:
+  metadata: {{type: postgres, databaseUrl: "{url}"}}
+  blobs: {{type: postgres, databaseUrl: "{url}"}}
+  journal: null
+""",
+    )
+    assert (expanded.config.state_store.type, expanded.config.state_store.database_url) == ("postgres", url)
+    assert expanded.config.effective_state_store(serve=True).type == "postgres"
+    only_metadata = load_text(
+        tmp_path, "plugins: {}\nroutes: {}\nstorageConfig: {metadata: {type: inMemory}}\n"
+    )
+    assert only_metadata.config.state_store.type == "inMemory" and only_metadata.config.state_store_explicit
+
+
 def test_alias_and_camel_together_is_an_error(tmp_path: Path) -> None:
     msg = config_error(
         tmp_path, "plugins: {}\nroutes: {}\nstateStore: {type: inMemory}\nstate_store: {type: sqlite}\n"
@@ -428,13 +463,13 @@ routes:
     - plugin: builtin
       component_allow: ["/eval"]
       conditions: [{path: "$.a", value: 1, note: x}]
-storageConfig: {type: sqlite}
+stateStorage: {type: sqlite}
 retry: {backoff: {type: constant, delayMs: 5, minDelayMs: 1}, extra: true}
 """,
     )
     got = [(w.kind, w.path) for w in loaded.warnings]
     assert got == [
-        ("unknownField", "$.storageConfig"),
+        ("unknownField", "$.stateStorage"),
         ("unknownField", '$.routes["/{*component}"][0].component_allow'),
         ("unknownField", '$.routes["/{*component}"][0].conditions[0].note'),
         ("unknownField", "$.retry.extra"),
@@ -518,7 +553,29 @@ def test_duplicate_keys(tmp_path: Path) -> None:
         ),
         (
             "plugins: {}\nroutes: {}\nstateStore: {type: postgres}\n",
-            "state store 'postgres' is not supported yet",
+            "$.stateStore.databaseUrl: missing PostgreSQL database URL",
+        ),
+        (
+            "plugins: {}\nroutes: {}\nstateStore: {type: postgres, databaseUrl: 'sqlite:x.db'}\n",
+            "$.stateStore.databaseUrl: expected a PostgreSQL URL",
+        ),
+        (
+            "plugins: {}\nroutes: {}\nstorageConfig: {type: redis}\n",
+            "$.storageConfig.type: unknown state store type",
+        ),
+        (
+            "plugins: {}\nroutes: {}\nstateStore: {type: inMemory}\nstorageConfig: {type: inMemory}\n",
+            "$.storageConfig: given both as 'stateStore' and as 'storageConfig'",
+        ),
+        (
+            "plugins: {}\nroutes: {}\nstorageConfig: {metadata: {type: sqlite, databaseUrl: 'sqlite:a.db'},"
+            " journal: {type: inMemory}}\n",
+            "$.storageConfig.journal: metadata, blobs and journal in different stores "
+            "(metadata: sqlite 'sqlite:a.db', journal: inMemory) are not supported",
+        ),
+        (
+            "plugins: {}\nroutes: {}\nstorageConfig: {blobs: {type: inMemory}}\n",
+            "$.storageConfig.metadata: missing the metadata store",
         ),
         (
             "plugins: {}\nroutes: {}\nstateStore: {type: redis}\n",

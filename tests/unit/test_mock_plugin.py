@@ -155,6 +155,33 @@ async def test_default_schemas_and_json_config() -> None:
     assert MockPlugin("empty").config.components == {}
 
 
+def test_string_error_codes_pass_through() -> None:
+    # upstream HEAD's mock configs carry TaskErrorCode names (upstream issue #773)
+    plugin = plugin_from_yaml(
+        """
+plugins:
+  m:
+    type: mock
+    components:
+      /error:
+        behaviors:
+          { mode: "error" }:
+            outcome: failed
+            error: {code: COMPONENT_FAILED, message: "error"}
+          { mode: "old" }:
+            outcome: failed
+            error: {code: 500, message: "numeric", data: {k: 1}}
+""",
+        name="m",
+    )
+    got = plugin.execute_inline("/error", {"mode": "error"}, CTX)
+    assert got == FlowResult.failed("COMPONENT_FAILED", "error")
+    assert got.to_json() == {"outcome": "failed", "error": {"code": "COMPONENT_FAILED", "message": "error"}}
+    old = plugin.execute_inline("/error", {"mode": "old"}, CTX)
+    assert old.to_json()["error"] == {"code": 500, "message": "numeric", "data": {"k": 1}}
+    assert type(old.to_json()["error"]["code"]) is int
+
+
 def test_complex_key_map_is_accepted_directly() -> None:
     behaviors = ComplexKeyMap([({"input": "a"}, {"outcome": "success", "result": 1})])
     plugin = MockPlugin(
@@ -167,7 +194,10 @@ def test_complex_key_map_is_accepted_directly() -> None:
     ("behaviour", "fragment"),
     [
         ({"outcome": "maybe"}, "expected {outcome: success"),
-        ({"outcome": "failed", "error": {"code": "8", "message": "x"}}, "integer 'code'"),
+        ({"outcome": "failed", "error": {"code": 8.0, "message": "x"}}, "integer or string 'code'"),
+        ({"outcome": "failed", "error": {"code": None, "message": "x"}}, "integer or string 'code'"),
+        ({"outcome": "failed", "error": {"code": True, "message": "x"}}, "integer or string 'code'"),
+        ({"outcome": "failed", "error": {"code": "X", "message": 1}}, "string 'message'"),
         ({"outcome": "failed"}, "needs 'error"),
         ("just text", "expected an object"),
     ],

@@ -228,11 +228,48 @@ def test_template_errors(template: str) -> None:
 
 
 def test_pattern_without_component_param_needs_template() -> None:
-    r = Router.build({"/a/{name}": [rule("p")], "/lit": [rule("q")]})
-    for comp in ("/a/x", "/lit"):
+    r = Router.build({"/a/{name}": [rule("p")], "/a/lit": [rule("q")]})
+    for comp in ("/a/x", "/a/lit"):
         with pytest.raises(RoutingError) as info:
             r.resolve(comp, None)
         assert "no {component} parameter" in str(info.value)
+
+
+def test_upstream_head_prefix_routes_mount_the_plugin() -> None:
+    # upstream HEAD: "/" or one literal segment, the plugin's components mounted under it
+    r = router_from_yaml(
+        """
+"/mock": [{plugin: mock}]
+"/test": [{plugin: worker, componentDeny: ["/secret"]}]
+"/builtin/{*component}": [{plugin: builtin}]
+"/": [{plugin: fallback}]
+"/chat": [{plugin: builtin, component: /openai}]
+"""
+    )
+    assert r.resolve("/mock/error", None) == ("mock", "/error")
+    assert r.resolve("/mock/a/b", None) == ("mock", "/a/b")
+    assert r.resolve("/test/delay", None) == ("worker", "/delay")
+    assert r.resolve("/builtin/eval", None) == ("builtin", "/eval")  # the more specific pattern wins
+    assert r.resolve("/other/x", None) == ("fallback", "/other/x")  # "/" catches the rest
+    assert r.resolve("/chat", None) == ("builtin", "/openai")  # a template keeps the literal meaning
+    for comp in ("/test/secret",):
+        with pytest.raises(RoutingError) as info:
+            r.resolve(comp, None)
+        assert str(info.value) == no_match(comp)
+    assert r.public_path("mock", "/error") == "/mock/error"
+    assert r.public_path("worker", "/delay") == "/test/delay"
+    assert r.public_path("fallback", "/x") == "/x"
+    assert r.patterns == ["/mock", "/test", "/builtin/{*component}", "/", "/chat"]
+    # "/mock" alone names no component; without "/" nothing else is caught
+    r = Router.build({"/mock": [rule("mock")]})
+    for comp in ("/mock", "/mock/", "/other/x"):
+        with pytest.raises(RoutingError) as info:
+            r.resolve(comp, None)
+        assert str(info.value) == no_match(comp)
+    # a prefix and the catch-all it stands for are the same route twice
+    with pytest.raises(ConfigError) as cinfo:
+        Router.build({"/mock": [rule("a")], "/mock/{*component}": [rule("b")]})
+    assert "conflicts" in str(cinfo.value)
 
 
 def test_needs_input() -> None:

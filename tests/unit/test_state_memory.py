@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import anyio
 import pytest
-from state_contract import check_run_listing
+from state_contract import check_error_codes_roundtrip, check_run_listing, contract_cases
 from structlog.testing import capture_logs
 
 from stepflow_gateway.core.result import FlowResult
@@ -143,6 +143,16 @@ async def test_returned_records_are_copies() -> None:
         assert again is not None and again.status == "running" and len(again.items) == 1
 
 
+@pytest.mark.parametrize(
+    "check",
+    contract_cases(),
+)
+async def test_contract(check: object) -> None:
+    with anyio.fail_after(30):
+        async with MemoryStore() as store:
+            await check(store)  # type: ignore[operator]
+
+
 async def test_list_runs_filters_depth_and_paging() -> None:
     async with MemoryStore() as store:
         await check_run_listing(store, run)
@@ -226,11 +236,26 @@ async def test_open_store_choices(tmp_path: Path) -> None:
         data_dir=tmp_path,
     )
     assert isinstance(sqlite_store, SqliteStore) and sqlite_store.describe()["path"] is None
-    with pytest.raises(ConfigError, match="state store 'postgres' is not supported yet"):
+    pg = open_store(
+        SimpleNamespace(
+            type="postgres",
+            database_url="postgres://gw:secret@db:6543/x",
+            auto_migrate=False,
+            max_connections=3,
+        ),
+        default="memory",
+        data_dir=tmp_path,
+    )
+    assert type(pg).__name__ == "PostgresStore" and pg.describe() == {
+        "type": "postgres",
+        "host": "db",
+        "port": "6543",
+        "database": "x",
+        "maxConnections": 3,
+    }
+    with pytest.raises(ConfigError, match="state store 'postgres' needs a databaseUrl"):
         open_store(
-            SimpleNamespace(
-                type="postgres", database_url="postgres://x", auto_migrate=True, max_connections=10
-            ),
+            SimpleNamespace(type="postgres", database_url=None, auto_migrate=True, max_connections=10),
             default="memory",
             data_dir=tmp_path,
         )
@@ -266,3 +291,8 @@ async def test_max_finished_runs_zero_keeps_no_finished_run() -> None:
         assert await store.get_run(rid) is not None  # running runs are never evicted
         await store.complete_run(rid, "completed", "t", [ItemRecord(0, "completed")], [])
         assert await store.get_run(rid) is None
+
+
+async def test_error_codes_keep_their_json_kind() -> None:
+    async with MemoryStore() as store:
+        await check_error_codes_roundtrip(store, run)

@@ -2,7 +2,9 @@
 
 Each command parses flags into library arguments, calls ``Gateway``/``load_flow``, writes JSON to
 stdout (and only that) and everything else to stderr, and maps errors to exit codes in one place
-(``render.fail``): 0 success, 1 a failed outcome or test, 2 an invalid flow, config or usage.
+(``render.fail``): 0 success, 1 a failed outcome or test, 2 an invalid flow, config or usage (a
+``resume`` of a run that is unknown or finished included), 130 a journaled run interrupted by
+Ctrl-C/SIGTERM (``run --state``, ``resume``), left in its ``--state`` file to resume.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ app = typer.Typer(
 )
 plugins_app = typer.Typer(help="Installed plugin types.", no_args_is_help=True)
 app.add_typer(plugins_app, name="plugins")
+runs_app = typer.Typer(help="Runs journaled in a --state file.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 
 _COMMAND_MODULES: dict[str, str] = {
     "run": "run",
@@ -42,11 +46,13 @@ _COMMAND_MODULES: dict[str, str] = {
     "plugins": "misc",
     "serve": "serve",
     "submit": "serve",
+    "resume": "runs",
+    "runs": "runs",
 }
 """The module that registers each command. ``main`` imports only the one being run: typer builds a
 click command (signature inspection, ~1-3 ms each) for every registered command on each start."""
 
-_ALL_MODULES = ("components", "misc", "run", "test", "validate", "serve")
+_ALL_MODULES = ("components", "misc", "run", "runs", "test", "validate", "serve")
 
 
 def register_commands(argv: list[str] | None = None) -> None:

@@ -9,9 +9,15 @@ from typing import Any, NoReturn
 
 import typer
 
-from ..errors import ConfigError, FlowError, GatewayError, unwrap_exception_group
+from ..errors import ConfigError, FlowError, GatewayError, RunNotFound, unwrap_exception_group
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_INTERRUPTED = 130
+"""A journaled run stopped by SIGINT/SIGTERM (128 + SIGINT, as shells report Ctrl-C); it can be resumed."""
+
+
+class UsageError(GatewayError):
+    """The command cannot do what it was asked (a bad ``--state``, a run that cannot be resumed): exit 2."""
 
 
 def err(message: str) -> None:
@@ -21,7 +27,10 @@ def err(message: str) -> None:
 def fail(exc: BaseException) -> NoReturn:
     """Print a one-line error for ``exc`` on stderr and exit with the matching code."""
     exc = unwrap_exception_group(exc)
-    if isinstance(exc, (ConfigError, FlowError)):
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C outside a journaled run's wait (or a second one)
+        err("interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if isinstance(exc, (ConfigError, FlowError, UsageError, RunNotFound)):
         err(f"error: {exc}")
         raise typer.Exit(EXIT_INVALID)
     if isinstance(exc, GatewayError):

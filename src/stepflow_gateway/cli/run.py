@@ -1,4 +1,8 @@
-"""``stepflow-gateway run``: execute a flow locally and print its FlowResult as JSON."""
+"""``stepflow-gateway run``: execute a flow locally and print its FlowResult as JSON.
+
+With ``--state sqlite:FILE`` the run is journaled in that file (``_durable.py``): Ctrl-C or a crash
+leaves it there, and ``stepflow-gateway resume`` finishes it.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,18 @@ import anyio
 import typer
 
 from . import app
+from ._durable import STATE_HELP, drive, open_state, state_path
 from ._values import read_jsonl, read_value
-from .render import EXIT_FAILED, EXIT_INVALID, err, fail, print_config_warnings, print_diagnostics, write_json
+from .render import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    err,
+    fail,
+    print_config_warnings,
+    print_diagnostics,
+    write_json,
+)
 
 
 def _env_variables(schema: Any) -> dict[str, Any]:
@@ -58,15 +72,18 @@ def run_command(
     output: Annotated[
         Path | None, typer.Option("--output", help="Write results here instead of stdout.")
     ] = None,
+    state: Annotated[str | None, typer.Option("--state", help=STATE_HELP)] = None,
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
 ) -> None:
-    """Execute a flow and print its result (JSONL for --inputs). Exit 1 if any item failed."""
+    """Execute a flow and print its result (JSONL for --inputs). Exit 1 if any item failed.
+
+    With --state, Ctrl-C leaves the run in the file (exit 130) for `resume`."""
     from ..logging import configure
 
     configure(log_level)
     try:
         code = anyio.run(_run, locals())
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         fail(exc)
     raise typer.Exit(code)
 
@@ -111,7 +128,8 @@ async def _run(a: dict[str, Any]) -> int:
 
         flow = apply_overrides(flow, *override_sources)
 
-    gw = Gateway.from_config(a["config"], flow_path=a["flow"])
+    store = open_state(a["state"], create=True) if a["state"] is not None else None
+    gw = Gateway.from_config(a["config"], flow_path=a["flow"], store=store)
     print_config_warnings(gw.config_warnings)
     async with gw:
         diags = loaded.diagnostics + gw.validate(flow)
@@ -129,15 +147,23 @@ async def _run(a: dict[str, Any]) -> int:
                     bar.advance(task)
 
             bar.start()
+        kw: dict[str, Any] = {"variables": variables, "max_concurrency": a["max_concurrent"], "check": False}
         try:
-            results = await gw.run_batch(
-                flow,
-                items,
-                variables=variables,
-                max_concurrency=a["max_concurrent"],
-                listener=listener,
-                check=False,
-            )
+            if store is None:
+                results = await gw.run_batch(flow, items, listener=listener, **kw)
+            else:
+
+                async def start() -> Any:
+                    handle = await gw.submit(flow, items, wait=False, listener=listener, **kw)
+                    err(f"run {handle.run_id} journaled in {state_path(store)}")
+                    return handle
+
+                handle, interrupted = await drive(gw, start)
+                assert handle is not None and handle.results is not None
+                if interrupted:
+                    err(_resume_hint(handle.run_id, a["state"], a["config"]))
+                    return EXIT_INTERRUPTED
+                results = handle.results
         finally:
             if progress is not None:
                 progress[0].stop()
@@ -153,6 +179,15 @@ async def _run(a: dict[str, Any]) -> int:
         if out is not sys.stdout:
             out.close()
     return EXIT_FAILED if any(r.outcome == "failed" for r in results) else 0
+
+
+def _resume_hint(run_id: str, state: str, config: Path | None) -> str:
+    import shlex
+
+    cmd = f"stepflow-gateway resume --state {shlex.quote(state)} {run_id}"
+    if config is not None:
+        cmd += f" --config {shlex.quote(str(config))}"
+    return f"run {run_id} interrupted; finish it with: {cmd}"
 
 
 def _progress(total: int) -> Any:

@@ -1,9 +1,13 @@
 """``stepflow-gateway serve`` (REST + ``/mcp`` with uvicorn) and ``submit`` (a client of a running server).
 
 ``serve`` builds the app (``server.create_app``) and runs uvicorn on ``--host``/``--port``.
-SIGTERM/SIGINT stop accepting connections; requests and runs in flight get the grace period
-(``STEPFLOW_GATEWAY_SHUTDOWN_GRACE``, default 10 s), then runs are cancelled and recorded,
-plugins (and their child processes) are closed, and the process exits 0.
+Without a ``stateStore`` in the config, runs are kept in ``<--data-dir>/state.db`` (SQLite; default
+``./.stepflow/``, or ``<workingDirectory>/.stepflow-gateway/`` when a ``state.db`` is already
+there); the startup lines on stderr name the store. SIGTERM/SIGINT stop accepting connections and
+runs; requests and runs in flight get ``--drain-timeout`` seconds (``STEPFLOW_GATEWAY_SHUTDOWN_GRACE``,
+default 30), then runs still going are stopped (left in the journal to resume at the next start
+with a durable store, cancelled otherwise), plugins (and their child processes) are closed, and the
+process exits 0. A second signal ends the wait at once.
 
 ``submit`` stores a flow on a server (``POST /flows``), runs it (``POST /runs``) and prints the
 result like ``run``: one FlowResult JSON on stdout (JSONL for ``--inputs``), exit 1 if any item
@@ -12,6 +16,7 @@ failed, 2 for an invalid flow or usage, 3 when the server cannot be reached.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -62,6 +67,25 @@ def serve_command(
         int,
         typer.Option("--port", envvar="STEPFLOW_PORT", min=0, max=65535, help="TCP port (0: any free port)."),
     ] = 7840,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="STEPFLOW_GATEWAY_DATA_DIR",
+            help="Directory of the default SQLite store (state.db) [default: ./.stepflow].",
+            show_default=False,
+        ),
+    ] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--drain-timeout",
+            envvar="STEPFLOW_GATEWAY_SHUTDOWN_GRACE",
+            min=0,
+            help="Seconds in-flight runs get after SIGTERM before they are stopped [default: 30].",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[str | None, typer.Option("--log-level")] = None,
 ) -> None:
     """Serve the REST API (/api/v1, upstream 0.9.0 compatible) and stored flows as MCP tools (/mcp)."""
@@ -78,7 +102,10 @@ def serve_command(
     except Exception as exc:
         fail(exc)
     print_config_warnings(gw.config_warnings)
+    gw.data_dir = _data_dir(data_dir, gw.config.working_directory)
     settings = ServerSettings.from_env(host=host, port=port)
+    if drain_timeout is not None:  # the flag (or STEPFLOW_GATEWAY_SHUTDOWN_GRACE, which typer reads)
+        settings.shutdown_grace_s = drain_timeout
     asgi = create_app(gw, settings)
     startup_error: list[BaseException] = []
     original_lifespan = asgi.router.lifespan_context
@@ -102,18 +129,33 @@ def serve_command(
     asgi.router.lifespan_context = lifespan
     logging.getLogger("uvicorn.error").addFilter(_StartupFailureFilter(startup_error))
 
+    loop: list[asyncio.AbstractEventLoop] = []
+
     class _Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
+            runtime = getattr(asgi.state, "runtime", None)
             if not hasattr(asgi.state, "shutdown_requested_at"):
                 asgi.state.shutdown_requested_at = time.monotonic()
-                runtime = getattr(asgi.state, "runtime", None)
-                if runtime is not None:  # runs stopped from now on resume at the next start
+                if runtime is not None:  # no new runs; runs stopped from now on resume at the next start
                     runtime.gw.stopping = True
-                err(f"stepflow-gateway: shutting down (grace {settings.shutdown_grace_s:g} s)")
+                err(
+                    f"stepflow-gateway: shutting down (drain timeout {settings.shutdown_grace_s:g} s; "
+                    "a second signal stops at once)"
+                )
+            else:  # a second signal: no more waiting, neither for connections nor for runs
+                err("stepflow-gateway: stopping now")
+                self.force_exit = True
+                if runtime is not None and loop:
+                    loop[0].call_soon_threadsafe(runtime.end_grace)
             super().handle_exit(sig, frame)
             # uvicorn re-raises the signal after shutting down (exit status -15); a graceful
             # stop is a success, so exit 0 instead.
             self._captured_signals.clear()
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets=sockets)
+            if self.force_exit:  # uvicorn then skips the lifespan; ours stops runs and plugins, at once
+                await self.lifespan.shutdown()
 
     uv_config = uvicorn.Config(
         asgi,
@@ -133,7 +175,12 @@ def serve_command(
     original_startup = server.startup
 
     async def startup(sockets: Any = None) -> None:
+        loop.append(asyncio.get_running_loop())
         await original_startup(sockets=sockets)
+        runtime = getattr(asgi.state, "runtime", None)
+        if runtime is not None:
+            store = runtime.gw.store.describe()
+            err(f"stepflow-gateway: state in {store.get('path') or 'memory'} ({store.get('type')})")
         for s in server.servers:
             for sock in s.sockets:
                 h, p = sock.getsockname()[:2]
@@ -150,6 +197,17 @@ def serve_command(
     if not server.started:
         err("error: the server did not start (see the log above)")
         raise typer.Exit(EXIT_FAILED)
+
+
+def _data_dir(given: Path | None, working_directory: Path) -> Path:
+    """``--data-dir``; else ``<workingDirectory>/.stepflow-gateway`` if it has a ``state.db`` (the
+    default before ``--data-dir``), else ``./.stepflow``. Created when the store opens there."""
+    if given is not None:
+        return given.absolute()
+    legacy = Path(working_directory) / ".stepflow-gateway"
+    if (legacy / "state.db").is_file():
+        return legacy.absolute()
+    return Path.cwd() / ".stepflow"
 
 
 @app.command("submit")

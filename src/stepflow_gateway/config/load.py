@@ -67,9 +67,14 @@ _M = TypeVar("_M")
 INLINE_SOURCE = "<inline test.config>"
 
 # Top-level keys and the snake_case spellings documented upstream (config.md §1).
-_TOP_KEYS = frozenset({"workingDirectory", "plugins", "routes", "stateStore", "retry", "recovery"})
+_TOP_KEYS = frozenset(
+    {"workingDirectory", "plugins", "routes", "stateStore", "storageConfig", "retry", "recovery"}
+)
 _TOP_ALIASES = {"working_directory": "workingDirectory", "state_store": "stateStore"}
 _STATE_KEYS = frozenset({"type", "databaseUrl", "autoMigrate", "maxConnections"})
+_EXPANDED_KEYS = frozenset({"metadata", "blobs", "journal"})
+"""Upstream's expanded ``storageConfig`` form: one store config per part (all must be the same)."""
+_STATE_TYPES = ("inMemory", "sqlite", "postgres")
 _STATE_ALIASES = {
     "database_url": "databaseUrl",
     "auto_migrate": "autoMigrate",
@@ -236,8 +241,8 @@ def _is_known_level(segments: list[str | int]) -> bool:
         return n <= 2  # the plugins map itself, and each plugin's own keys
     if head == "routes":
         return n == 1 or n == 3 or (n == 5 and segments[3] == "conditions")
-    if head in ("stateStore", "state_store"):
-        return n == 1
+    if head in ("stateStore", "state_store", "storageConfig"):
+        return n == 1 or (n == 2 and segments[1] in _EXPANDED_KEYS)
     if head == "retry":
         return n == 1 or (n == 2 and segments[1] == "backoff")
     return False
@@ -355,8 +360,14 @@ class _Builder:
             routes: dict[str, list[RouteRule]] = {}
         else:
             routes = self.routes(top["routes"])
-        explicit = top.get("stateStore") is not None
-        state_store = self.state_store(top["stateStore"]) if explicit else StateStoreConfig()
+        if "stateStore" in top and "storageConfig" in top:
+            raise self.error(
+                self.at("storageConfig"),
+                "given both as 'stateStore' and as 'storageConfig' (upstream's name); keep one",
+            )
+        store_key = "storageConfig" if "storageConfig" in top else "stateStore"
+        explicit = top.get(store_key) is not None
+        state_store = self.state_store(top[store_key], store_key) if explicit else StateStoreConfig()
         retry = self.retry(top["retry"]) if top.get("retry") is not None else RetryConfig()
         recovery = self.recovery(top["recovery"]) if top.get("recovery") is not None else RecoveryConfig()
         config = GatewayConfig(
@@ -488,29 +499,69 @@ class _Builder:
             raise self.error(join_path(path, "path"), exc.message) from None
         return Condition(path=cpath, value=body["value"])
 
-    def state_store(self, value: Any) -> StateStoreConfig:
-        path = self.at("stateStore")
+    def state_store(self, value: Any, key: str = "stateStore") -> StateStoreConfig:
+        """``stateStore`` (or upstream's ``storageConfig``): ``{type, databaseUrl, autoMigrate,
+        maxConnections}``, or upstream's expanded form ``{metadata, blobs, journal}`` when every
+        part names the same backend (blobs and journal default to metadata)."""
+        path = self.at(key)
+        raw = self.mapping(value, path, "a mapping with a 'type' key")
+        if "type" not in raw and any(k in raw for k in _EXPANDED_KEYS):
+            return self.expanded_store(raw, path)
+        return self.one_store(raw, path)
+
+    def one_store(self, value: Any, path: str) -> StateStoreConfig:
         body = self.keys(
             self.mapping(value, path, "a mapping with a 'type' key"), path, _STATE_KEYS, _STATE_ALIASES
         )
         stype = body.get("type")
+        expected = "expected 'inMemory', 'sqlite' or 'postgres'"
         if stype is None:
-            raise self.error(
-                join_path(path, "type"), "missing state store type (expected 'inMemory' or 'sqlite')"
-            )
-        if stype == "postgres":
-            raise self.error(join_path(path, "type"), "state store 'postgres' is not supported yet")
-        if stype not in ("inMemory", "sqlite"):
-            raise self.error(
-                join_path(path, "type"),
-                f"unknown state store type {stype!r} (expected 'inMemory' or 'sqlite')",
-            )
-        if stype == "sqlite" and not isinstance(body.get("databaseUrl"), str):
+            raise self.error(join_path(path, "type"), f"missing state store type ({expected})")
+        if stype not in _STATE_TYPES:
+            raise self.error(join_path(path, "type"), f"unknown state store type {stype!r} ({expected})")
+        url = body.get("databaseUrl")
+        if stype == "sqlite" and not isinstance(url, str):
             raise self.error(
                 join_path(path, "databaseUrl"),
                 "missing SQLite database URL (e.g. 'sqlite:state.db?mode=rwc' or 'sqlite::memory:')",
             )
+        if stype == "postgres":
+            if not isinstance(url, str):
+                raise self.error(
+                    join_path(path, "databaseUrl"),
+                    "missing PostgreSQL database URL (e.g. 'postgresql://user@localhost:5432/stepflow')",
+                )
+            if not url.startswith(("postgresql://", "postgres://")):
+                raise self.error(
+                    join_path(path, "databaseUrl"),
+                    "expected a PostgreSQL URL starting with 'postgresql://' or 'postgres://'",
+                )
         return self.validate(StateStoreConfig, body, path)
+
+    def expanded_store(self, raw: dict[Any, Any], path: str) -> StateStoreConfig:
+        body = self.keys(raw, path, _EXPANDED_KEYS)
+        if body.get("metadata") is None:
+            raise self.error(
+                join_path(path, "metadata"), "missing the metadata store (a mapping with 'type')"
+            )
+        parts = {"metadata": self.one_store(body["metadata"], join_path(path, "metadata"))}
+        for name in ("blobs", "journal"):
+            if body.get(name) is not None:
+                parts[name] = self.one_store(body[name], join_path(path, name))
+        first = parts["metadata"]
+        for name, part in parts.items():
+            if (part.type, part.database_url) != (first.type, first.database_url):
+                described = ", ".join(
+                    f"{n}: {p.type}" + (f" '{p.database_url}'" if p.database_url else "")
+                    for n, p in parts.items()
+                )
+                raise self.error(
+                    join_path(path, name),
+                    f"metadata, blobs and journal in different stores ({described}) are not "
+                    "supported; give all three the same type and databaseUrl, or use the simple "
+                    "form {type, databaseUrl}",
+                )
+        return first
 
     def retry(self, value: Any) -> RetryConfig:
         path = self.at("retry")

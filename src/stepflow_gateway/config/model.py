@@ -411,7 +411,7 @@ class RecoveryConfig:
 )
 @dataclass(slots=True)
 class StateStoreConfig(_ConfigModel):
-    """``stateStore``. ``postgres`` is reserved and rejected by the loader."""
+    """``stateStore`` (upstream: ``storageConfig``). ``postgres`` needs a ``postgresql://`` URL."""
 
     type: Literal["inMemory", "sqlite", "postgres"] = "inMemory"
     database_url: str | None = None

@@ -1,11 +1,13 @@
 """Route patterns of the config (config.md §4): parse, compile and check them.
 
-Owns the pattern syntax (matchit: literal segments, ``{name}`` for one segment, ``{*name}`` for the
-rest), ``component`` templates, the compiled forms of routes and rules, and the segment trie with
-its conflict checks (``/a/{x}`` against ``/a/{y}``, two catch-alls at one position, one pattern
-twice). ``config.load`` compiles the routes to validate a file; ``plugins.router`` builds the
-``Router`` on the same compiled routes and does the matching and resolution. Every problem is a
-``ConfigError`` whose message starts with the route's JSON path (``$.routes["/x/{y}"]``).
+Owns the pattern syntax (matchit: literal segments, ``{name}`` for one segment, ``{*name}`` for
+the rest; upstream HEAD's one-segment prefix keys such as ``"/mock"`` mount a plugin as
+``/mock/{*component}``), ``component`` templates, the compiled forms of routes and rules, and the
+segment trie with its conflict checks (``/a/{x}`` against ``/a/{y}``, two catch-alls at one
+position, one pattern twice). ``config.load`` compiles the routes to validate a file;
+``plugins.router`` builds the ``Router`` on the same compiled routes and does the matching and
+resolution. Every problem is a ``ConfigError`` whose message starts with the route's JSON path
+(``$.routes["/x/{y}"]``).
 """
 
 from __future__ import annotations
@@ -125,11 +127,28 @@ def _parse_template(text: str, route: CompiledRoute, where: str) -> Template:
     return Template(tuple(parts), reverse, tuple(names))
 
 
+def _segments(pattern: str, rules: list[RouteRule]) -> tuple[str, ...]:
+    """The pattern's segments; an upstream HEAD *prefix route* is mounted as a catch-all.
+
+    Upstream HEAD's keys are ``"/"`` or one literal segment (``"/mock"``) under which each plugin's
+    components are mounted: ``/mock/error`` reaches the plugin-local ``/error``. Such a key, when
+    none of its rules has a ``component`` template (HEAD's rules have none), routes like
+    ``/mock/{*component}`` (``/{*component}`` for ``"/"``). With a template it stays the literal
+    pattern of the 2e155519 format (``"/chat": [{plugin: builtin, component: /openai}]``).
+    """
+    segments = tuple(pattern[1:].split("/"))
+    if len(segments) == 1 and not any(r.component is not None for r in rules):
+        seg = segments[0]
+        if "{" not in seg and "}" not in seg:
+            return ("{*component}",) if seg == "" else (seg, "{*component}")
+    return segments
+
+
 def _compile_route(pattern: str, rules: list[RouteRule]) -> CompiledRoute:
     where = route_path(pattern)
     if not pattern.startswith("/"):
         raise ConfigError(f"{where}: route pattern must start with '/'")
-    segments = tuple(pattern[1:].split("/"))
+    segments = _segments(pattern, rules)
     params: list[tuple[str, bool]] = []
     for i, seg in enumerate(segments):
         m = PARAM.fullmatch(seg)

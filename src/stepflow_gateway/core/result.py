@@ -2,6 +2,10 @@
 
 The same union is used for flow results, step results, ``eval``/``map`` results, the ``runs/*``
 protocol results and REST items (flow-format.md §9).
+
+An error ``code`` is an integer (0.9.0-era flows, configs and components: ``500``, ``400``, …) or,
+as upstream HEAD writes them, a string naming a ``TaskErrorCode`` (``COMPONENT_FAILED``, …; upstream
+issue #773). Both kinds are passed through unchanged in every direction: read, stored, answered.
 """
 
 from __future__ import annotations
@@ -11,6 +15,26 @@ from typing import Any, Literal
 
 Outcome = Literal["success", "failed", "skipped"]
 
+ErrorCode = int | str
+"""An integer code, or one of upstream HEAD's ``TaskErrorCode`` names (any string is kept)."""
+
+NOT_RETRIED_CODES = frozenset(
+    {
+        "UNSPECIFIED",
+        "TIMEOUT",
+        "INVALID_INPUT",
+        "CANCELLED",
+        "UNREACHABLE",
+        "COMPONENT_NOT_FOUND",
+        "EXPRESSION_FAILURE",
+        "ORCHESTRATOR_ERROR",
+        "WORKER_ERROR",
+    }
+)
+"""The ``TaskErrorCode`` names that ``onError: retry`` never retries (upstream HEAD's classification):
+only ``COMPONENT_FAILED`` and ``RESOURCE_UNAVAILABLE`` count against ``maxRetries``, while
+``TIMEOUT``/``UNREACHABLE`` are transport failures, retried (if at all) by the plugin's own policy."""
+
 _NO_DATA: Any = object()
 
 
@@ -18,13 +42,19 @@ _NO_DATA: Any = object()
 class ResultError:
     """``{code, message, data?}``: why a step or flow failed."""
 
-    code: int
+    code: ErrorCode
     message: str
     data: Any = _NO_DATA
 
     @property
     def has_data(self) -> bool:
         return self.data is not _NO_DATA
+
+    @property
+    def retryable(self) -> bool:
+        """Whether ``onError: retry`` may call the component again after this error: always for an
+        integer code, and for a string code unless it is in ``NOT_RETRIED_CODES``."""
+        return self.code.__class__ is not str or self.code not in NOT_RETRIED_CODES
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -37,10 +67,12 @@ class ResultError:
         if not isinstance(value, dict):
             return cls(500, f"invalid error payload: {value!r}")
         code = value.get("code", 500)
+        if code.__class__ is not str:
+            code = int(code) if isinstance(code, (int, float)) else 500
         message = value.get("message", "")
         if "data" in value:
-            return cls(int(code) if isinstance(code, (int, float)) else 500, str(message), value["data"])
-        return cls(int(code) if isinstance(code, (int, float)) else 500, str(message))
+            return cls(code, str(message), value["data"])
+        return cls(code, str(message))
 
 
 @dataclass(slots=True, frozen=True)
@@ -57,7 +89,7 @@ class FlowResult:
         return FlowResult("success", value)
 
     @staticmethod
-    def failed(code: int, message: str, data: Any = _NO_DATA) -> FlowResult:
+    def failed(code: ErrorCode, message: str, data: Any = _NO_DATA) -> FlowResult:
         return FlowResult("failed", None, ResultError(code, message, data))
 
     @staticmethod

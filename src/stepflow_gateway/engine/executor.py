@@ -100,6 +100,7 @@ class ItemState(EvalScope):
         "result",
         "started",
         "finished",
+        "attempts",
     )
 
     def __init__(self, item_index: int, input: Any, variables: dict[str, Any], plan: Plan) -> None:
@@ -112,6 +113,8 @@ class ItemState(EvalScope):
         self.result: FlowResult | None = None
         self.started: list[float] = [0.0] * n
         self.finished: list[float] = [0.0] * n
+        self.attempts: list[int] = [0] * n
+        """The number of each step's last try (0: never started)."""
 
 
 def outcome_to_result(outcome: Any) -> FlowResult:
@@ -280,6 +283,7 @@ class RunExecution:
             if prior is not None and prior.result is not None:
                 item.state[i] = DONE
                 item.results[step.id] = result_to_outcome(prior.result)
+                item.attempts[i] = prior.attempts or 1
         return False
 
     def _set_item_result(self, item: ItemState, result: FlowResult) -> None:
@@ -369,6 +373,8 @@ class RunExecution:
         item.state[i] = DONE
         item.results[step.id] = outcome
         item.finished[i] = time.time()
+        if attempt:
+            item.attempts[i] = attempt
         if self.journal is not None:
             self.journal.add(
                 self.run_id, STEP_FINISHED, item.item_index, step.id, attempt, outcome_to_result(outcome)
@@ -489,7 +495,12 @@ class RunExecution:
                 outcome = result_to_outcome(res)
             except Exception as exc:
                 outcome = _call_failure(step, local, exc)
-            if type(outcome) is Failed and policy.action == "retry" and retry < policy.max_retries:
+            if (
+                type(outcome) is Failed
+                and policy.action == "retry"
+                and retry < policy.max_retries
+                and outcome.error.retryable  # not upstream HEAD's never-retried string codes
+            ):
                 retry += 1
                 if journal is not None:
                     journal.add(

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import FlowLoadError
 from .diagnostics import Diagnostic, make_diagnostic
 from .expr import CompileNotes, Literal, compile_expr
-from .model import FLOW_SCHEMA_URL, Flow, OnError, Step
+from .model import DEFAULT_MAX_RETRIES, FLOW_SCHEMA_URL, Flow, OnError, Step
 
 __all__ = ["LoadedFlow", "load_flow", "parse_flow"]
 
@@ -51,6 +51,9 @@ _STEP_KEYS = {
     "skip",
     "depends_on",
 }
+
+_U32_MAX = 2**32 - 1
+
 _ON_ERROR_KEYS = {
     "fail": {"action"},
     "useDefault": {"action", "defaultValue"},
@@ -258,17 +261,22 @@ def _parse_on_error(raw: Any, where: str, step_id: str, diags: list[Diagnostic])
             return OnError("useDefault", raw["defaultValue"])
         return OnError("useDefault")
     if action == "retry":
-        max_retries = raw.get("maxRetries", 3)
-        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        # upstream HEAD: ``maxRetries`` is an optional uint32; absent or ``null`` means the default
+        max_retries = raw.get("maxRetries")
+        given = max_retries is not None
+        if not given:
+            max_retries = DEFAULT_MAX_RETRIES
+        elif max_retries.__class__ is not int or not 0 <= max_retries <= _U32_MAX:
             raise FlowLoadError(
-                "'maxRetries' must be a non-negative integer",
+                f"'maxRetries' must be an integer from 0 to {_U32_MAX} (or null for the default "
+                f"{DEFAULT_MAX_RETRIES}), got {max_retries!r}",
                 json_path=f"{where}.maxRetries",
                 step_id=step_id,
             )
         backoff = raw.get("backoff")
         if backoff is not None:
             _check_backoff(backoff, f"{where}.backoff", step_id, diags)
-        return OnError("retry", max_retries=max_retries, backoff=backoff)
+        return OnError("retry", max_retries=max_retries, backoff=backoff, max_retries_given=given)
     return OnError("fail")
 
 

@@ -16,14 +16,22 @@ FLOW_SCHEMA_URL = "https://stepflow.org/schemas/v1/flow.json"
 _NO_DEFAULT: Any = object()
 
 
+DEFAULT_MAX_RETRIES = 3
+"""``onError: {action: retry}`` without ``maxRetries`` (or with ``null``), as upstream HEAD."""
+
+
 @dataclass(slots=True)
 class OnError:
-    """``onError``: ``fail`` | ``useDefault`` (literal ``defaultValue``) | ``retry`` [gw]."""
+    """``onError``: ``fail`` | ``useDefault`` (literal ``defaultValue``) | ``retry`` [gw].
+
+    ``max_retries`` is the retry budget in effect; ``max_retries_given`` whether the flow wrote it,
+    since the normalised form omits a defaulted ``maxRetries`` as upstream HEAD serialises it."""
 
     action: str = "fail"
     default_value: Any = _NO_DEFAULT
-    max_retries: int = 3
+    max_retries: int = DEFAULT_MAX_RETRIES
     backoff: dict[str, Any] | None = None
+    max_retries_given: bool = False
 
     @property
     def has_default(self) -> bool:
@@ -34,7 +42,8 @@ class OnError:
         if self.action == "useDefault" and self.default_value is not _NO_DEFAULT:
             out["defaultValue"] = self.default_value
         if self.action == "retry":
-            out["maxRetries"] = self.max_retries
+            if self.max_retries_given:
+                out["maxRetries"] = self.max_retries
             if self.backoff is not None:
                 out["backoff"] = self.backoff
         return out

@@ -97,7 +97,12 @@ def flow_json_schema() -> dict[str, Any]:
                         "type": "object",
                         "properties": {
                             "action": {"const": "retry"},
-                            "maxRetries": {"type": "integer", "minimum": 0},
+                            "maxRetries": {
+                                "description": "Retries after component errors (default 3; null = default)",
+                                "type": ["integer", "null"],
+                                "minimum": 0,
+                                "maximum": 4294967295,
+                            },
                             "backoff": backoff,
                         },
                         "required": ["action"],

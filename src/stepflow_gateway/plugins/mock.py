@@ -5,7 +5,8 @@ Owns the mock config model (config.md §2.5), the behaviour table and its lookup
 for scalar keys and a ``ComplexKeyMap`` of ``(key, value)`` pairs when some key is a mapping) to one of:
 
 * ``{outcome: success, result: X}`` → success ``X``;
-* ``{outcome: failed, error: {code, message, data?}}`` → that business failure, unchanged;
+* ``{outcome: failed, error: {code, message, data?}}`` → that business failure, unchanged (``code``
+  an integer, or a string such as upstream HEAD's ``COMPONENT_FAILED``);
 * ``{outcome: skipped, reason?}`` → skipped **[gw]**;
 * ``{error: "<text>"}`` → a component error (the text is not surfaced, as upstream).
 
@@ -103,8 +104,8 @@ def _parse_behaviour(value: Any) -> FlowResult | _ErrorBehaviour:
         if not isinstance(error, dict):
             raise ValueError("'outcome: failed' needs 'error: {code, message, data?}'")
         code, message = error.get("code"), error.get("message")
-        if code.__class__ is not int or not isinstance(message, str):
-            raise ValueError("'error' needs an integer 'code' and a string 'message'")
+        if (code.__class__ is not int and code.__class__ is not str) or not isinstance(message, str):
+            raise ValueError("'error' needs an integer or string 'code' and a string 'message'")
         if "data" in error:
             return FlowResult.failed(code, message, error["data"])
         return FlowResult.failed(code, message)

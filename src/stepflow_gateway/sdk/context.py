@@ -23,9 +23,11 @@ class ContextError(RuntimeError):
 
 
 class FlowFailed(Exception):
-    """A nested flow run by :meth:`Context.evaluate_flow` ended ``failed`` (or ``skipped``)."""
+    """A nested flow run by :meth:`Context.evaluate_flow` ended ``failed`` (or ``skipped``).
 
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
+    ``code`` is the flow error's code: an integer, or a string such as ``COMPONENT_FAILED``."""
+
+    def __init__(self, code: int | str, message: str, data: Any = None) -> None:
         super().__init__(f"flow failed ({code}): {message}")
         self.code = code
         self.message = message
@@ -104,4 +106,7 @@ class Context:
         if result.get("outcome") == "skipped":
             raise FlowFailed(0, f"flow skipped: {result.get('reason')}")
         error = result.get("error") or {}
-        raise FlowFailed(int(error.get("code", 500)), str(error.get("message", "")), error.get("data"))
+        code = error.get("code", 500)
+        if code.__class__ is not str:  # upstream HEAD's string codes are kept; numbers become ints
+            code = int(code) if isinstance(code, (int, float)) else 500
+        raise FlowFailed(code, str(error.get("message", "")), error.get("data"))

@@ -22,7 +22,7 @@ from ..flow.load import parse_flow
 from ..gateway import RunHandle, now_iso
 from ..state.base import RunFilter, RunRecord
 from .errors import ApiError
-from .request_bodies import create_run_body, store_flow_body
+from .request_bodies import NOT_PLAIN, create_run_body, plain_timeout_secs, store_flow_body
 from .request_params import path_run_id, query_bool, query_int, query_uuid, runtime_of
 from .responses import (
     EXECUTION_STATUSES,
@@ -40,6 +40,9 @@ __all__ = ["routes"]
 
 CANCEL_WAIT_S = 10.0
 """How long ``POST /runs/{id}/cancel`` waits for the run to record its cancellation."""
+
+DEFAULT_WAIT_TIMEOUT_S = 300
+"""``GET /runs/{id}?wait=true`` without ``timeoutSecs`` waits this long, as upstream HEAD does."""
 
 
 # -- health and components ------------------------------------------------------------------------
@@ -159,6 +162,7 @@ async def create_run(request: Request) -> Response:
         variables=body.variables,
         overrides=body.overrides,
         max_concurrency=body.max_concurrency,
+        timeout_secs=body.timeout_secs,
     )
     return JSONResponse(out)
 
@@ -172,23 +176,56 @@ async def run_response(
     variables: dict[str, Any] | None = None,
     overrides: Any = None,
     max_concurrency: int | None = None,
+    timeout_secs: int | None = None,
 ) -> dict[str, Any]:
     """Start a run (and wait for it unless ``wait`` is false); the ``POST /runs`` answer.
 
+    With ``wait`` and ``timeout_secs`` (upstream HEAD's ``timeoutSecs``) the run goes to the
+    background and is waited for at most that long: a run still going is answered 200 with
+    ``status: running`` and no result, as upstream does, and keeps running (never cancelled; read it
+    later with ``GET /runs/{id}``). Without ``timeout_secs`` the run executes in this request's task.
+
     Shared by the handler above and the raw fast path (``fastpath.py``)."""
+    bounded = wait and timeout_secs is not None
     started = await rt.start_run(
-        flow, inputs, variables=variables, overrides=overrides, max_concurrency=max_concurrency, wait=wait
+        flow,
+        inputs,
+        variables=variables,
+        overrides=overrides,
+        max_concurrency=max_concurrency,
+        wait=wait and not bounded,
     )
     results: list[FlowResult | None] | list[FlowResult] | None
     if isinstance(started, RunRecord):
         rec, results = started, [i.result for i in started.items]
     else:
+        if bounded:
+            await _wait_done(started, timeout_secs)
         rec, results = started.record, started.results
     out: dict[str, Any] = {"runId": rec.run_id, "itemCount": len(rec.inputs)}
     if results is not None and len(results) == 1 and results[0] is not None:
         out["result"] = results[0].to_json()
     out["status"] = rec.status
     return out
+
+
+async def _wait_done(handle: RunHandle, timeout_secs: float | None) -> bool:
+    """Wait (bounded) for a live run to finish; whether it has. Never cancels the run."""
+    with anyio.move_on_after(timeout_secs):
+        await handle.done.wait()
+    return handle.done.is_set()
+
+
+def _query_timeout_secs(request: Request) -> int | None:
+    raw = request.query_params.get("timeoutSecs")
+    if raw is None or raw == "":
+        return None
+    value = plain_timeout_secs(raw)
+    if value is NOT_PLAIN:
+        raise ApiError(
+            400, f"Query parameter 'timeoutSecs' must be a non-negative integer (seconds), got '{raw}'"
+        )
+    return value
 
 
 async def list_runs(request: Request) -> Response:
@@ -219,7 +256,16 @@ async def list_runs(request: Request) -> Response:
 
 
 async def get_run(request: Request) -> Response:
-    view = await runtime_of(request).find_run(path_run_id(request))
+    """``RunDetails``; with ``?wait=true`` (upstream HEAD) after the run finishes or ``timeoutSecs``
+    (default 300) pass, whichever is first. Still running then: answered as it stands (200)."""
+    rt = runtime_of(request)
+    run_id = path_run_id(request)
+    wait = query_bool(request, "wait", False)
+    timeout_secs = _query_timeout_secs(request)
+    view = await rt.find_run(run_id)
+    if wait and view.handle is not None and not view.handle.done.is_set():
+        await _wait_done(view.handle, DEFAULT_WAIT_TIMEOUT_S if timeout_secs is None else timeout_secs)
+        view = await rt.find_run(run_id)
     return JSONResponse(run_details(view.record, view.item_statuses()))
 
 
@@ -253,9 +299,11 @@ async def run_steps(request: Request) -> Response:
         )
     steps: dict[str, Any] = {}
     if view.handle is not None and view.handle.results is None:
-        for it, idx, step, status, result, _s, _f in view.handle.execution.step_states():
+        execution = view.handle.execution
+        for it, idx, step, status, result, _s, _f in execution.step_states():
             if it == item:
-                steps.setdefault(step.id, step_json(step.id, idx, step.component, status, result))
+                attempt = execution.items[it].attempts[idx]
+                steps.setdefault(step.id, step_json(step.id, idx, step.component, status, result, attempt))
     else:
         for rec in await rt.gw.store.get_steps(view.record.run_id):
             if rec.item_index == item:

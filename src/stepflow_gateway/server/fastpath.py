@@ -164,6 +164,7 @@ class GatewayApp(Starlette):
                 variables=run.variables,
                 overrides=run.overrides,
                 max_concurrency=run.max_concurrency,
+                timeout_secs=run.timeout_secs,
             )
             return 200, encode_json(out), ()
         except Exception as exc:

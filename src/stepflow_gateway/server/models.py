@@ -61,6 +61,15 @@ class CreateRunRequest(_Body):
         None, alias="maxConcurrency", ge=1, description="Cap on step tasks in flight across items."
     )
     wait: bool = Field(True, description="[gw] false: answer at once with the run id (status running).")
+    timeout_secs: int | None = Field(
+        None,
+        alias="timeoutSecs",
+        ge=0,
+        le=2**64 - 1,
+        description="With wait: answer after at most this many seconds; a run still going is answered "
+        "with status running and no result, and keeps running. Absent: wait for the end. An integer "
+        "or, as upstream writes a uint64, a string of digits.",
+    )
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -159,7 +159,14 @@ def _paths() -> dict[str, Any]:
         },
         "/runs/{runId}": {
             "get": op(
-                "runs", "Run details", {"200": _ok("RunDetails"), **_errors(400, 401, 404)}, parameters=run_id
+                "runs",
+                "Run details (?wait=true: after the run ends, or timeoutSecs pass; default 300)",
+                {"200": _ok("RunDetails"), **_errors(400, 401, 404)},
+                parameters=[
+                    _RUN_ID,
+                    _p("wait", "query", {"type": "boolean", "default": False}),
+                    _p("timeoutSecs", "query", {"type": "integer", "minimum": 0, "default": 300}),
+                ],
             ),
             "delete": op(
                 "runs",

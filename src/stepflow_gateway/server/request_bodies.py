@@ -56,6 +56,9 @@ class CreateRunBody:
     overrides: dict[str, Any] | None = None
     max_concurrency: int | None = None
     wait: bool = True
+    timeout_secs: int | None = None
+    """upstream HEAD's ``timeoutSecs``: with ``wait``, answer after this long even if the run is still
+    going (``status: running``, no result; the run is not cancelled). ``None``: wait for the end."""
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -103,13 +106,37 @@ def store_flow_from(value: Any) -> StoreFlowBody:
     return StoreFlowBody(model.flow, model.dry_run)
 
 
-_RUN_SNAKE_NAMES = ("flow_id", "max_concurrency")
+_RUN_SNAKE_NAMES = ("flow_id", "max_concurrency", "timeout_secs")
 """Field names the model also accepts (``populate_by_name``): left to the model to arbitrate."""
 
 
 async def create_run_body(request: Request, limit: int) -> CreateRunBody:
     """The body of ``POST /runs`` (413, 400 or 422 as the module docstring says)."""
     return create_run_from(decode_json(await read_body(request, limit)))
+
+
+U64_MAX = 2**64 - 1
+
+NOT_PLAIN: Any = object()
+"""What ``plain_timeout_secs`` answers for a value it leaves to the model."""
+
+
+def plain_timeout_secs(value: Any) -> int | None:
+    """``timeoutSecs`` of the plain shape: ``None`` (absent or ``null``), an integer in ``0..2**64-1``,
+    or, as upstream's protobuf JSON writes a uint64, a string of 1 to 20 ASCII digits in that range.
+    ``NOT_PLAIN`` for anything else (the model decides)."""
+    if value is None:
+        return None
+    seconds: int
+    if type(value) is str:
+        if not (0 < len(value) <= 20 and value.isascii() and value.isdigit()):
+            return NOT_PLAIN  # type: ignore[no-any-return]
+        seconds = int(value)
+    elif type(value) is int:
+        seconds = value
+    else:
+        return NOT_PLAIN  # type: ignore[no-any-return]
+    return seconds if 0 <= seconds <= U64_MAX else NOT_PLAIN
 
 
 def plain_create_run(value: Any) -> CreateRunBody | None:
@@ -123,6 +150,7 @@ def plain_create_run(value: Any) -> CreateRunBody | None:
     overrides = value.get("overrides")
     cap = value.get("maxConcurrency")
     wait = value.get("wait", True)
+    timeout = plain_timeout_secs(value.get("timeoutSecs"))
     if (
         type(flow_id) is str
         and type(inputs) is list
@@ -130,8 +158,9 @@ def plain_create_run(value: Any) -> CreateRunBody | None:
         and (overrides is None or type(overrides) is dict)
         and (cap is None or (type(cap) is int and cap >= 1))
         and type(wait) is bool
+        and timeout is not NOT_PLAIN
     ):
-        return CreateRunBody(flow_id, inputs, variables, overrides, cap, wait)
+        return CreateRunBody(flow_id, inputs, variables, overrides, cap, wait, timeout)
     return None
 
 
@@ -144,5 +173,11 @@ def create_run_from(value: Any) -> CreateRunBody:
 
     model = validate_body(CreateRunRequest, value)
     return CreateRunBody(
-        model.flow_id, model.input, model.variables, model.overrides, model.max_concurrency, model.wait
+        model.flow_id,
+        model.input,
+        model.variables,
+        model.overrides,
+        model.max_concurrency,
+        model.wait,
+        model.timeout_secs,
     )

@@ -91,9 +91,10 @@ def item_record_json(item: ItemRecord) -> dict[str, Any]:
 
 
 def step_json(
-    step_id: str, step_index: int, component: str, status: str, result: FlowResult | None
+    step_id: str, step_index: int, component: str, status: str, result: FlowResult | None, attempt: int = 0
 ) -> dict[str, Any]:
-    """``StepRunResponse`` plus ``stepIndex`` (as at commit 2e155519)."""
+    """``StepRunResponse`` plus ``stepIndex`` (as at commit 2e155519), and ``attempts`` when the
+    step was tried more than once (retries, or a re-run after a crash)."""
     out: dict[str, Any] = {
         "stepId": step_id,
         "stepIndex": step_index,
@@ -102,8 +103,10 @@ def step_json(
     }
     if result is not None:
         out["result"] = result.to_json()
+    if attempt > 1:
+        out["attempts"] = attempt
     return out
 
 
 def step_record_json(rec: StepRecord) -> dict[str, Any]:
-    return step_json(rec.step_id, rec.step_index, rec.component, rec.status, rec.result)
+    return step_json(rec.step_id, rec.step_index, rec.component, rec.status, rec.result, rec.attempt)

@@ -20,7 +20,7 @@ import anyio
 from .. import __version__
 from ..core.result import FlowResult
 from ..engine.inputs import validate_variables
-from ..errors import RunNotFound
+from ..errors import GatewayError, RunNotFound
 from ..flow.model import Flow
 from ..gateway import Gateway, RunHandle, now_iso
 from ..ids import new_run_id
@@ -34,8 +34,8 @@ log = get_logger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 """16 MiB: far above any flow or batch we have seen, small enough that one request cannot exhaust memory."""
-DEFAULT_SHUTDOWN_GRACE_S = 10.0
-"""How long in-flight runs may continue after SIGTERM before they are cancelled."""
+DEFAULT_SHUTDOWN_GRACE_S = 30.0
+"""How long in-flight runs may continue after SIGTERM before they are stopped (``serve --drain-timeout``)."""
 DEFAULT_LIST_LIMIT = 1000
 """``GET /runs`` without ``limit`` returns at most this many runs, so a listing stays bounded."""
 
@@ -65,7 +65,7 @@ class ServerSettings:
             s.api_key = env.get("STEPFLOW_GATEWAY_API_KEY") or None
         if "STEPFLOW_GATEWAY_MAX_BODY_BYTES" in env:
             s.max_body_bytes = int(env["STEPFLOW_GATEWAY_MAX_BODY_BYTES"])
-        if "STEPFLOW_GATEWAY_SHUTDOWN_GRACE" in env:
+        if "shutdown_grace_s" not in overrides and "STEPFLOW_GATEWAY_SHUTDOWN_GRACE" in env:
             s.shutdown_grace_s = float(env["STEPFLOW_GATEWAY_SHUTDOWN_GRACE"])
         if "mcp_components" not in overrides:
             s.mcp_components = _env_bool(env.get("STEPFLOW_GATEWAY_MCP_COMPONENTS"))
@@ -116,6 +116,9 @@ class ServerRuntime:
     """``mcp_facade.FlowCatalogue``: the stored flows that are MCP tools."""
     started_at: float = field(default_factory=time.time)
     draining: anyio.Event = field(default_factory=anyio.Event)
+    no_grace: bool = False
+    """A second stop signal came: ``drain`` gives in-flight runs no more time."""
+    _grace_scope: anyio.CancelScope | None = None
 
     async def start_run(
         self,
@@ -137,6 +140,8 @@ class ServerRuntime:
         Invalid variables fail every item with code 400 without running anything
         (rest-api.md §2.5); the run is still recorded so it can be read back.
         """
+        if self.gw.stopping:
+            raise GatewayError("The server is shutting down; it does not start new runs", code=503)
         problem = validate_variables(flow.variables_schema, variables) if variables else None
         if problem is not None:
             return await self._record_rejected(
@@ -190,6 +195,12 @@ class ServerRuntime:
         ``Gateway.recover``. Returns how many were resumed."""
         return len(await self.gw.recover(limit=limit))
 
+    def end_grace(self) -> None:
+        """Stop waiting for in-flight runs now (a second SIGTERM/SIGINT); ``drain`` then stops them."""
+        self.no_grace = True
+        if self._grace_scope is not None:
+            self._grace_scope.cancel()
+
     async def drain(self, grace_s: float) -> None:
         """Let live runs finish within ``grace_s``; then stop the rest (interrupted, to resume at the
         next start, with a durable store; cancelled otherwise) and wait (bounded) for them."""
@@ -197,10 +208,13 @@ class ServerRuntime:
         live = list(self.gw.live.values())
         if not live:
             return
+        grace_s = 0.0 if self.no_grace else grace_s
         log.info("waiting for in-flight runs", count=len(live), grace_s=grace_s)
-        with anyio.move_on_after(grace_s):
+        with anyio.move_on_after(grace_s) as scope:
+            self._grace_scope = scope
             for h in live:
                 await h.done.wait()
+        self._grace_scope = None
         remaining = [h for h in self.gw.live.values() if not h.done.is_set()]
         if remaining:
             durable = getattr(self.gw.store, "durable", False) and self.gw.journaling

@@ -39,6 +39,8 @@ class StepRecord:
     result: FlowResult | None = None
     started_at: str | None = None
     completed_at: str | None = None
+    attempt: int = 0
+    """The number of the step's last try (1 for a step that ran once; 0 if it never started)."""
 
 
 @dataclass(slots=True)

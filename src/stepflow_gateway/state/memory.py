@@ -60,6 +60,10 @@ except ImportError:  # pragma: no cover - orjson is a dependency
     _orjson = None  # type: ignore[assignment]
 
 
+def _seq_of(ev: JournalEvent) -> int:
+    return ev.seq
+
+
 def dumps_record(value: JsonValue, *, what: str) -> str:
     """Compact JSON text of a run record's value (inputs, results, journal data), ~5x faster than
     ``dumps_json``. NaN and infinities become ``null``, as in REST answers; anything else that is
@@ -306,9 +310,7 @@ class MemoryStore:
         for ev in events:
             lst = journal.get(ev.root_run_id)
             if lst is None:
-                if ev.root_run_id not in self._runs:
-                    continue  # its run was evicted or deleted
-                lst = journal[ev.root_run_id] = []
+                lst = journal[ev.root_run_id] = []  # dropped with its root run (eviction, delete)
             lst.append(ev)
         if self.on_commit is not None:
             self.on_commit(events)
@@ -318,7 +320,7 @@ class MemoryStore:
 
     async def read_journal(self, root_run_id: str, since: int = 0) -> list[JournalEvent]:
         events = self._journal.get(root_run_id, ())
-        return [ev for ev in events if ev.seq > since]
+        return sorted((ev for ev in events if ev.seq > since), key=_seq_of)
 
     async def unfinished_runs(self, limit: int | None = None) -> list[RunRecord]:
         out = [

@@ -1,5 +1,7 @@
 """Choosing and building the state store from the config's ``stateStore`` section (config.md §3).
 
+``type: postgres`` with a ``databaseUrl`` is a ``postgres.PostgresStore`` (imported only then).
+
 ``open_store`` returns an *unopened* store: enter it with ``async with store:`` (or call
 ``open()``/``close()``). With no ``stateStore`` section, ``default`` decides: ``"memory"`` for
 ``run``/``test``, ``"sqlite"`` for ``serve`` (``<data_dir>/state.db``, created if missing).
@@ -57,9 +59,33 @@ def open_store(cfg: StateStoreSettings | Any | None, *, default: str, data_dir: 
 
         return SqliteStore(parse_database_url(url), auto_migrate=auto_migrate, url=url)
     if kind == "postgres":
-        raise ConfigError("state store 'postgres' is not supported yet", json_path="$.stateStore.type")
+        return _postgres(cfg)
     raise ConfigError(
-        f"unknown state store type {kind!r}; expected 'inMemory' or 'sqlite'", json_path="$.stateStore.type"
+        f"unknown state store type {kind!r}; expected 'inMemory', 'sqlite' or 'postgres'",
+        json_path="$.stateStore.type",
+    )
+
+
+def _postgres(cfg: Any) -> StateStore:
+    """A ``PostgresStore`` for ``databaseUrl`` (psycopg is imported only here)."""
+    url = getattr(cfg, "database_url", None)
+    if not url:
+        raise ConfigError(
+            "state store 'postgres' needs a databaseUrl (e.g. 'postgresql://user@host:5432/stepflow')",
+            json_path="$.stateStore.databaseUrl",
+        )
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:
+        raise StateStoreError(
+            f"state store 'postgres' needs psycopg 3 with its pool ({exc}); "
+            "install it with: pip install 'stepflow-gateway[postgres]'"
+        ) from exc
+    max_connections = getattr(cfg, "max_connections", None)
+    return PostgresStore(
+        url,
+        auto_migrate=bool(getattr(cfg, "auto_migrate", True)),
+        **({} if max_connections is None else {"max_connections": int(max_connections)}),
     )
 
 

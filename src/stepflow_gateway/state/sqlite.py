@@ -131,6 +131,7 @@ CREATE TABLE IF NOT EXISTS journal (
     PRIMARY KEY (root_run_id, seq)
 ) WITHOUT ROWID;
 ALTER TABLE runs ADD COLUMN max_concurrency INTEGER;
+ALTER TABLE steps ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS runs_unfinished ON runs (status, parent_run_id, seq);
 DROP INDEX IF EXISTS runs_status;
 """
@@ -520,8 +521,11 @@ class SqliteStore:
 
     async def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         writer = self._require()
-        if writer.committed < writer.queued:
-            await writer.flush()  # reads see every earlier write
+        if writer.committed < writer.queued and writer.failure is None:
+            try:
+                await writer.flush()  # reads see every earlier write
+            except StateStoreError:
+                pass  # the store cannot write now: answer from what is committed
         conn = self._reader
         assert conn is not None
 
@@ -725,6 +729,7 @@ class SqliteStore:
                 _result_text(s.result, f"result of step '{s.step_id}'"),
                 s.started_at,
                 s.completed_at,
+                s.attempt,
             )
             for s in steps
         ]
@@ -767,7 +772,7 @@ class SqliteStore:
             )
             conn.executemany(
                 "INSERT OR REPLACE INTO steps (run_id, item_index, step_index, step_id, component, status, "
-                "result, started_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "result, started_at, completed_at, attempt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 step_rows,
             )
 
@@ -812,11 +817,11 @@ class SqliteStore:
     async def get_steps(self, run_id: str) -> list[StepRecord]:
         def get(conn: sqlite3.Connection) -> list[StepRecord]:
             rows = conn.execute(
-                "SELECT item_index, step_index, step_id, component, status, result, started_at, completed_at "
-                "FROM steps WHERE run_id = ? ORDER BY item_index, step_index",
+                "SELECT item_index, step_index, step_id, component, status, result, started_at, "
+                "completed_at, attempt FROM steps WHERE run_id = ? ORDER BY item_index, step_index",
                 (run_id,),
             ).fetchall()
-            return [StepRecord(r[0], r[1], r[2], r[3], r[4], _result(r[5]), r[6], r[7]) for r in rows]
+            return [StepRecord(r[0], r[1], r[2], r[3], r[4], _result(r[5]), r[6], r[7], r[8]) for r in rows]
 
         return await self._read(get)
 

@@ -5,7 +5,8 @@ Run as a stdio server: ``python fixture_server.py [dynamic|paged]``.
 * ``dynamic`` (an ``MCPServer``): ``add`` (structured int result), ``fail`` (``isError``),
   ``sleep`` (reports progress, then sleeps; a cancelled sleep writes ``cancelled`` to its
   marker), ``add_tool`` (adds a tool and announces
-  ``list_changed`` in both protocol eras), ``pid`` (the server's process id).
+  ``list_changed`` in both protocol eras), ``pid`` (the server's process id), ``meta`` (the
+  request's ``_meta`` as received).
 * ``paged`` (a low-level ``Server``): five tools ``t0``..``t4`` listed two per page, and a
   ``tools/call`` that raises a JSON-RPC error for ``t4``.
 """
@@ -54,6 +55,11 @@ def dynamic() -> MCPServer:
     def pid() -> int:
         """The server's process id."""
         return os.getpid()
+
+    @server.tool()
+    def meta(ctx: Context) -> dict:
+        """The ``_meta`` of this request as the server received it."""
+        return dict(ctx.request_context.meta or {})
 
     @server.tool()
     async def add_tool(name: str, ctx: Context) -> str:

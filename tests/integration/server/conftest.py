@@ -1,7 +1,8 @@
 """Fixtures for the server tests: a real ``stepflow-gateway serve`` subprocess on 127.0.0.1.
 
-``start_server(config_text, env=...)`` writes the config into the test's directory (so the SQLite
-state lands in ``<tmp>/.stepflow-gateway/state.db``), starts the server on a free port, waits for
+``start_server(config_text, env=...)`` writes the config into the test's directory, starts the
+server there with ``--data-dir <dir>/.stepflow-gateway`` (so the SQLite state lands in
+``<tmp>/.stepflow-gateway/state.db``) on a free port, waits for
 ``/api/v1/health`` (bounded) and returns a ``ServerProcess``. Servers still running at the end of
 the test are stopped with SIGTERM (then SIGKILL after a bound).
 """
@@ -133,7 +134,8 @@ def start_server(tmp_path: Path, free_port: Callable[[], int]) -> Iterator[Calla
         full_env["STEPFLOW_LOG_LEVEL"] = full_env.get("STEPFLOW_LOG_LEVEL", "INFO")
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [str(GATEWAY), "serve", "--config", str(cfg), "--port", str(port)],
+                [str(GATEWAY), "serve", "--config", str(cfg), "--port", str(port)]
+                + ["--data-dir", str(wd / ".stepflow-gateway")],
                 cwd=wd,
                 env=full_env,
                 stdout=log,

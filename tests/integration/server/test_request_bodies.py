@@ -66,6 +66,29 @@ RUN_BODIES: list[Any] = [
     {"flowId": "f", "input": [1], "overrides": "x"},
     {"flowId": "f", "input": [1], "wait": "false"},
     {"flowId": "f", "input": [1], "wait": None},
+    {"flowId": "f", "input": [1], "timeoutSecs": 30},
+    {"flowId": "f", "input": [1], "timeoutSecs": 0},
+    {"flowId": "f", "input": [1], "timeoutSecs": "30"},
+    {"flowId": "f", "input": [1], "timeoutSecs": "007"},
+    {"flowId": "f", "input": [1], "timeoutSecs": "18446744073709551615"},
+    {"flowId": "f", "input": [1], "timeoutSecs": "18446744073709551616"},
+    {"flowId": "f", "input": [1], "timeoutSecs": 2**64},
+    {"flowId": "f", "input": [1], "timeoutSecs": None},
+    {"flowId": "f", "input": [1], "timeoutSecs": -1},
+    {"flowId": "f", "input": [1], "timeoutSecs": "-1"},
+    {"flowId": "f", "input": [1], "timeoutSecs": " 30"},
+    {"flowId": "f", "input": [1], "timeoutSecs": "+5"},
+    {"flowId": "f", "input": [1], "timeoutSecs": "30.0"},
+    {"flowId": "f", "input": [1], "timeoutSecs": 30.0},
+    {"flowId": "f", "input": [1], "timeoutSecs": 1.5},
+    {"flowId": "f", "input": [1], "timeoutSecs": True},
+    {"flowId": "f", "input": [1], "timeoutSecs": ""},
+    {"flowId": "f", "input": [1], "timeoutSecs": "soon"},
+    {"flowId": "f", "input": [1], "timeoutSecs": "٣"},
+    {"flowId": "f", "input": [1], "timeoutSecs": "1" * 30},
+    {"flowId": "f", "input": [1], "timeoutSecs": [1]},
+    {"flowId": "f", "input": [1], "timeout_secs": 5},
+    {"flowId": "f", "input": [1], "wait": False, "timeoutSecs": 5},
     {"flowId": "f", "input": {"a": 1}},
     {"flowId": "f", "input": (1,)},
     {"flowId": 5, "input": []},
@@ -96,7 +119,9 @@ def test_store_flow_tiers_agree_with_the_model(body: Any) -> None:
 def test_create_run_tiers_agree_with_the_model(body: Any) -> None:
     def by_model() -> CreateRunBody:
         m = validate_body(CreateRunRequest, body)
-        return CreateRunBody(m.flow_id, m.input, m.variables, m.overrides, m.max_concurrency, m.wait)
+        return CreateRunBody(
+            m.flow_id, m.input, m.variables, m.overrides, m.max_concurrency, m.wait, m.timeout_secs
+        )
 
     assert _outcome(lambda: create_run_from(body)) == _outcome(by_model)
 

@@ -259,3 +259,125 @@ def test_on_error_shapes_load() -> None:
     assert [(d.kind, d.path) for d in loaded.diagnostics] == [
         ("unknownField", "$.steps[0].onError.defaultValue")
     ]
+
+
+# -- upstream HEAD's shape and codes, with the mock plugin ---------------------------------------------
+
+ERROR_MOCK = {
+    "/error": {
+        "behaviors": {
+            "succeed": {"outcome": "success", "result": {"output": "succeeded"}},
+            "named": {"outcome": "failed", "error": {"code": "COMPONENT_FAILED", "message": "error"}},
+            "resource": {"outcome": "failed", "error": {"code": "RESOURCE_UNAVAILABLE", "message": "busy"}},
+            "custom": {"outcome": "failed", "error": {"code": "MY_OWN_CODE", "message": "custom"}},
+            "numeric": {"outcome": "failed", "error": {"code": 42, "message": "numeric"}},
+            "invalid": {"outcome": "failed", "error": {"code": "INVALID_INPUT", "message": "bad input"}},
+            "timeout": {"outcome": "failed", "error": {"code": "TIMEOUT", "message": "slow"}},
+            "unreachable": {"outcome": "failed", "error": {"code": "UNREACHABLE", "message": "gone"}},
+            "not_found": {"outcome": "failed", "error": {"code": "COMPONENT_NOT_FOUND", "message": "?"}},
+            "boom": {"error": "component error"},
+        }
+    }
+}
+
+
+@pytest.fixture
+def mock_attempts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ``attempt`` of every call the mock plugin serves (retries take its async path)."""
+    from stepflow_gateway.plugins.mock import MockPlugin
+
+    attempts: list[int] = []
+    original = MockPlugin.execute
+
+    async def counting(self: MockPlugin, component: str, input: Any, ctx: Any) -> Any:
+        attempts.append(ctx.attempt)
+        return await original(self, component, input, ctx)
+
+    monkeypatch.setattr(MockPlugin, "execute", counting)
+    return attempts
+
+
+def retry_flow(mode: str, on_error: dict[str, Any]) -> dict[str, Any]:
+    return flow(
+        {"result": {"$step": "retry_step"}},
+        {"id": "retry_step", "component": "/mock/error", "onError": on_error, "input": mode},
+    )
+
+
+async def test_mock_string_code_retried_up_to_max_retries_then_stands(
+    open_gw: Any, mock_attempts: list[int]
+) -> None:
+    async with open_gw(ERROR_MOCK) as (gw, _):
+        r = await gw.run(retry_flow("named", {"action": "retry", "maxRetries": 2, "backoff": FAST}), None)
+        assert r.to_json() == {"outcome": "failed", "error": {"code": "COMPONENT_FAILED", "message": "error"}}
+        assert mock_attempts == [1, 2, 3]  # maxRetries + 1 calls, attempt increasing
+        mock_attempts.clear()
+        r = await gw.run(retry_flow("succeed", {"action": "retry", "maxRetries": 2, "backoff": FAST}), None)
+        assert r.to_json() == {"outcome": "success", "result": {"result": {"output": "succeeded"}}}
+        assert mock_attempts == [1]  # a success is not retried
+
+
+@pytest.mark.parametrize("on_error", [{"action": "retry"}, {"action": "retry", "maxRetries": None}])
+async def test_mock_retry_defaults_to_three_retries(
+    open_gw: Any, mock_attempts: list[int], on_error: dict[str, Any]
+) -> None:
+    async with open_gw(ERROR_MOCK) as (gw, _):
+        r = await gw.run(retry_flow("named", {**on_error, "backoff": FAST}), None)
+    assert r.outcome == "failed"
+    assert mock_attempts == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize(
+    ("mode", "calls"),
+    [
+        ("resource", 3),  # RESOURCE_UNAVAILABLE: retried, like COMPONENT_FAILED
+        ("custom", 3),  # a string that is not a TaskErrorCode: treated as a component failure
+        ("numeric", 3),  # 0.9.0-era integer codes: always retried
+        ("boom", 3),  # a component error (code 500)
+        ("invalid", 1),  # upstream HEAD never retries these
+        ("not_found", 1),
+        ("timeout", 1),  # transport codes: the plugin's own retry policy, not onError's budget
+        ("unreachable", 1),
+    ],
+)
+async def test_which_failures_are_retried(
+    open_gw: Any, mock_attempts: list[int], mode: str, calls: int
+) -> None:
+    async with open_gw(ERROR_MOCK) as (gw, _):
+        r = await gw.run(retry_flow(mode, {"action": "retry", "maxRetries": 2, "backoff": FAST}), None)
+    assert r.outcome == "failed"
+    assert len(mock_attempts) == calls
+    if mode not in ("boom",):
+        code = ERROR_MOCK["/error"]["behaviors"][mode]["error"]["code"]
+        assert r.to_json()["error"]["code"] == code  # passed through with its JSON kind
+
+
+def test_upstream_head_retry_shape_loads_and_normalises() -> None:
+    from stepflow_gateway.flow.load import parse_flow as parse
+
+    def on_error(value: dict[str, Any]) -> Any:
+        return parse({"steps": [{"id": "s", "component": "/x", "onError": value}]}).flow.steps[0]
+
+    plain = on_error({"action": "retry"})
+    null = on_error({"action": "retry", "maxRetries": None})
+    two = on_error({"action": "retry", "maxRetries": 2})
+    assert (plain.on_error.max_retries, null.on_error.max_retries, two.on_error.max_retries) == (3, 3, 2)
+    # as upstream HEAD serialises it: a defaulted maxRetries is omitted, a given one kept
+    assert plain.to_json()["onError"] == {"action": "retry"}
+    assert null.to_json()["onError"] == {"action": "retry"}
+    assert two.to_json()["onError"] == {"action": "retry", "maxRetries": 2}
+    assert on_error({"action": "retry", "maxRetries": 3}).to_json()["onError"] == {
+        "action": "retry",
+        "maxRetries": 3,
+    }
+    assert on_error({"action": "retry", "maxRetries": 2**32 - 1}).on_error.max_retries == 2**32 - 1
+    for bad in (-1, 2**32, 1.0, True, "3"):
+        with pytest.raises(FlowLoadError) as info:
+            on_error({"action": "retry", "maxRetries": bad})
+        assert info.value.json_path == "$.steps[0].onError.maxRetries"
+    # the same flow with and without an explicit null gets the same flow id
+    ids = {
+        parse({"steps": [{"id": "s", "component": "/x", "onError": oe}], "output": None}).flow.flow_id
+        for oe in ({"action": "retry"}, {"action": "retry", "maxRetries": None})
+    }
+    assert len(ids) == 1

@@ -1,8 +1,10 @@
-"""``BuiltinPlugin`` (config type ``builtin``): dispatch of the eight builtins of builtins.md.
+"""``BuiltinPlugin`` (config type ``builtin``): dispatch of the eight builtins of builtins.md plus
+upstream HEAD's ``/noop`` and ``/sleep``.
 
 Owns the plugin lifecycle (the working directory for ``/load_file``, the HTTP client of
-``/openai``) and the component table. ``/create_messages`` needs no I/O and is served by the
-synchronous ``execute_inline`` fast path; every other builtin goes through ``execute``.
+``/openai``) and the component table. ``/create_messages`` and ``/noop`` need no I/O and are served
+by the synchronous ``execute_inline`` fast path; every other builtin (``/sleep`` included: it waits)
+goes through ``execute``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .blobs import get_blob, put_blob
 from .load_file import load_file
 from .messages import create_messages
 from .nested import eval_flow, iterate_flow, map_flow
+from .noop_sleep import noop, sleep
 from .openai import OpenAIClient
 from .schemas import component_infos
 
@@ -32,6 +35,7 @@ _RUNTIME_HANDLERS: dict[str, _Handler] = {
     "/eval": eval_flow,
     "/map": map_flow,
     "/iterate": iterate_flow,
+    "/sleep": sleep,
 }
 """Builtins that only need the execution context (its ``runtime``)."""
 
@@ -73,7 +77,7 @@ class _LazyConfigModel:
 
 
 class BuiltinPlugin:
-    """The eight builtin components under their plugin-local names (``/eval``, ``/map``, ...)."""
+    """The builtin components under their plugin-local names (``/eval``, ``/map``, ...)."""
 
     config_model: ClassVar[type[PluginConfig]] = _LazyConfigModel()  # type: ignore[assignment]
     config_optional: ClassVar[bool] = True
@@ -102,13 +106,16 @@ class BuiltinPlugin:
         return component_infos()
 
     def execute_inline(self, component: str, input: JsonValue, ctx: ExecutionContext) -> FlowResult | None:
-        """The engine's sync fast path: ``/create_messages`` here, ``None`` (use ``execute``) otherwise.
+        """The engine's sync fast path: ``/create_messages`` and ``/noop`` here, ``None`` (use
+        ``execute``) otherwise.
 
         Raises:
             ComponentError: invalid ``/create_messages`` input.
         """
         if component == "/create_messages":
             return create_messages(input)
+        if component == "/noop":
+            return noop(input)
         return None
 
     async def execute(self, component: str, input: JsonValue, ctx: ExecutionContext) -> FlowResult:
@@ -118,6 +125,8 @@ class BuiltinPlugin:
             return await handler(input, ctx)
         if component == "/create_messages":
             return create_messages(input)
+        if component == "/noop":
+            return noop(input)
         if component == "/load_file":
             return await load_file(input, self._working_directory)
         if component == "/openai":

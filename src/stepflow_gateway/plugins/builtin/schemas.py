@@ -1,4 +1,4 @@
-"""Component info of the eight builtins: description, input and output JSON Schemas (draft 2020-12).
+"""Component info of the builtins: description, input and output JSON Schemas (draft 2020-12).
 
 REST ``GET /components`` and ``list-components`` show these. They document the shapes of
 builtins.md; execution does not validate against them (each builtin checks its own input).
@@ -24,7 +24,7 @@ _FLOW_RESULT: dict[str, Any] = {
         "error": {
             "type": "object",
             "properties": {
-                "code": {"type": "integer"},
+                "code": {"description": "An integer, or a TaskErrorCode name", "type": ["integer", "string"]},
                 "message": {"type": "string"},
                 "data": {},
             },
@@ -54,6 +54,9 @@ _BLOB_ID: dict[str, Any] = {
     "type": "string",
     "pattern": "^[0-9a-f]{64}$",
 }
+
+
+_U64: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": 2**64 - 1}
 
 
 def _obj(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -210,12 +213,38 @@ BUILTIN_INFOS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         ),
         _obj({"response": {"description": "The generated text", "type": "string"}}, ["response"]),
     ),
+    "/noop": (
+        "No-op component that returns its input unchanged",
+        {"$schema": _DRAFT, "description": "Any JSON value"},
+        {"$schema": _DRAFT, "description": "The input, unchanged"},
+    ),
+    "/sleep": (
+        "Sleep for duration_ms milliseconds, then return the duration and the passthrough data",
+        _obj(
+            {
+                "duration_ms": {
+                    "description": "Duration to sleep in milliseconds",
+                    **_U64,
+                },
+                "passthrough": {"description": "Optional data to pass through unchanged"},
+            },
+            ["duration_ms"],
+        ),
+        _obj(
+            {
+                "duration_ms": {"description": "The duration that was slept, in milliseconds", **_U64},
+                "passthrough": {"description": "The passthrough data (absent when none, or null, was given)"},
+            },
+            ["duration_ms"],
+        ),
+    ),
 }
 """Plugin-local name → (description, input schema, output schema)."""
 
 
 def component_infos() -> list[ComponentInfo]:
-    """Fresh ``ComponentInfo`` objects (schemas copied) for the eight builtins, in builtins.md order."""
+    """Fresh ``ComponentInfo`` objects (schemas copied) for the builtins: the eight of builtins.md in
+    its order, then upstream HEAD's ``/noop`` and ``/sleep``."""
     return [
         ComponentInfo(name, desc, copy.deepcopy(ins), copy.deepcopy(outs))
         for name, (desc, ins, outs) in BUILTIN_INFOS.items()

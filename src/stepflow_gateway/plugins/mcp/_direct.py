@@ -28,7 +28,7 @@ no tracer, so the SDK's spans are no-ops here too).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -134,8 +134,12 @@ class DirectCalls:
         arguments: dict[str, Any],
         timeout_s: float | None,
         on_progress: ProgressFn | None,
+        meta: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Send ``tools/call`` and return the raw ``result`` object of the response.
+
+        ``meta`` entries go into the request's ``_meta`` next to the progress token (which wins,
+        as on the SDK path).
 
         Raises:
             NotEncodable: orjson cannot encode ``arguments`` (nothing was sent; the caller may
@@ -155,7 +159,11 @@ class DirectCalls:
                         "jsonrpc": "2.0",
                         "id": rid,
                         "method": "tools/call",
-                        "params": {"name": name, "arguments": arguments, "_meta": {"progressToken": rid}},
+                        "params": {
+                            "name": name,
+                            "arguments": arguments,
+                            "_meta": {**meta, "progressToken": rid} if meta else {"progressToken": rid},
+                        },
                     }
                 )
                 + b"\n"

@@ -11,6 +11,9 @@ the server once per message. Here (asyncio ``SubprocessProtocol``):
   at its end (32 calls in flight become one write instead of 32, and the server, which may share
   our core, is woken once);
 * shutdown is the SDK's: close stdin, wait up to 2 s, SIGTERM the process group, then SIGKILL;
+  then what is left of the group is SIGKILLed;
+* the child dies with the gateway, even after ``kill -9`` (``plugins/_process.py``: parent-death
+  signal on the child, its process group guarded by the reaper);
 * a line carrying one of our own request ids (``_direct.MARKER``) is first offered to the
   connection's :class:`~._direct.DirectCalls` (the read stream's ``direct``), which consumes the
   responses and progress of direct ``tools/call`` requests; it writes through ``send_raw``.
@@ -41,6 +44,7 @@ from mcp import StdioServerParameters
 from mcp.client.stdio import get_default_environment
 from mcp.shared.message import SessionMessage
 
+from .._process import child_preexec, guard_group, release_group
 from ._direct import MARKER, DirectCalls
 
 __all__ = ["open_stdio"]
@@ -296,7 +300,9 @@ async def open_stdio(
         cwd=params.cwd,
         env=env,
         start_new_session=True,
+        preexec_fn=child_preexec(),  # dies with the gateway (on this, the loop's, thread)
     )
+    guard_group(transport.get_pid())
     stdin = transport.get_pipe_transport(0)
     proto.read._pipe = transport.get_pipe_transport(1)
     proto.write = _WriteStream(stdin, loop)  # type: ignore[arg-type]
@@ -329,5 +335,9 @@ async def _stop(transport: asyncio.SubprocessTransport, proto: _Protocol) -> Non
             break
     else:
         log.warning("mcp server process is still alive after SIGKILL; abandoning it", pid=pid)
+    # What the server left in its group (node under `npx` or `sh -c`) goes with it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    release_group(pid)
     transport.close()
     proto.read.feed_eof()

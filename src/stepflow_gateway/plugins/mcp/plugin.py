@@ -18,6 +18,11 @@ Structure (mcp.md §4):
 Interrupted calls are never retried (tools are not known to be idempotent), except a call
 rejected because an HTTP session expired: the server never ran it, so it is re-sent once on a
 fresh session.
+
+Every ``tools/call`` carries ``_meta["io.stepflow/idempotency-key"]`` =
+``"{runId}/{itemIndex}/{stepId}"`` (:func:`idempotency_key`): the same value for every attempt of
+one step execution, a retry or a re-run after recovery included, so a server can recognise a call
+it has already carried out.
 """
 
 from __future__ import annotations
@@ -27,14 +32,14 @@ import inspect
 import math
 from collections import deque
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final, cast
 
 import anyio
 import structlog
 from anyio.abc import TaskStatus
 from mcp.shared.exceptions import MCPError
 from mcp.types import LoggingMessageNotificationParams, ToolListChangedNotification
-from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT
+from mcp_types import CONNECTION_CLOSED, INVALID_REQUEST, REQUEST_TIMEOUT, RequestParamsMeta
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
@@ -49,9 +54,18 @@ from ._direct import DirectCalls, NotEncodable, check_call_result
 from ._extras import call_extra
 from .config import McpPluginConfig
 
-__all__ = ["McpPlugin"]
+__all__ = ["IDEMPOTENCY_META_KEY", "McpPlugin", "idempotency_key"]
 
 log = structlog.get_logger(__name__)
+
+IDEMPOTENCY_META_KEY: Final = "io.stepflow/idempotency-key"
+"""The ``tools/call`` ``_meta`` key of :func:`idempotency_key`."""
+
+
+def idempotency_key(ctx: ExecutionContext) -> str:
+    """``{runId}/{itemIndex}/{stepId}``: stable across the attempts of one step execution."""
+    return f"{ctx.run_id}/{ctx.item_index}/{ctx.step_id}"
+
 
 REFRESH_DEBOUNCE_S = 0.2
 """Coalesce bursts of ``list_changed`` into one re-listing (mcp.md §4)."""
@@ -232,22 +246,31 @@ class McpPlugin:
         if not is_tool:
             return await self._execute_extra(name, input)
         arguments = mapping.input_to_arguments(name, input)
+        meta = {IDEMPOTENCY_META_KEY: idempotency_key(ctx)}
+        # An open map at runtime (PEP 728 `extra_items`), which mypy does not model yet.
+        sdk_meta = cast("RequestParamsMeta", meta)
         for attempt in (1, 2):
             conn = self._conn
             if conn is None or conn.lost.is_set():
                 conn = await self._await_connection()
             if conn.direct is not None:
                 try:
-                    return await self._call_direct(conn, conn.direct, component, name, arguments, ctx.step_id)
+                    return await self._call_direct(
+                        conn, conn.direct, component, name, arguments, ctx.step_id, meta
+                    )
                 except NotEncodable:
                     pass  # e.g. an integer beyond 64 bits; nothing was sent, the SDK path can send it
             progress = partial(self._on_progress, component, ctx.step_id)
             try:
                 if self._limiter is None:
-                    result = await conn.client.call_tool(name, arguments, self._timeout_s, progress)
+                    result = await conn.client.call_tool(
+                        name, arguments, self._timeout_s, progress, meta=sdk_meta
+                    )
                 else:
                     async with self._limiter:
-                        result = await conn.client.call_tool(name, arguments, self._timeout_s, progress)
+                        result = await conn.client.call_tool(
+                            name, arguments, self._timeout_s, progress, meta=sdk_meta
+                        )
             except MCPError as exc:
                 if attempt == 1 and (
                     conn.session_expired or (exc.code == INVALID_REQUEST and exc.message == _SESSION_EXPIRED)
@@ -270,6 +293,7 @@ class McpPlugin:
         name: str,
         arguments: dict[str, Any],
         step_id: str,
+        meta: dict[str, Any] | None = None,
     ) -> FlowResult:
         """``tools/call`` on the direct path: the same outcomes as the SDK path in :meth:`execute`.
 
@@ -280,10 +304,10 @@ class McpPlugin:
         progress = partial(self._log_progress, component, step_id)
         try:
             if self._limiter is None:
-                raw = await direct.call(name, arguments, self._timeout_s, progress)
+                raw = await direct.call(name, arguments, self._timeout_s, progress, meta)
             else:
                 async with self._limiter:
-                    raw = await direct.call(name, arguments, self._timeout_s, progress)
+                    raw = await direct.call(name, arguments, self._timeout_s, progress, meta)
         except MCPError as exc:
             return self._map_mcp_error(conn, "tools/call", name, exc)
         except NotEncodable:

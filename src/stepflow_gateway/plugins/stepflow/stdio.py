@@ -1,5 +1,6 @@
 """Owns child processes of stepflow plugins: command lookup, the minimal environment, spawning in a
-new process group, stderr capture into structlog, and the bounded shutdown (protocol.md §6, §8).
+new process group that dies with the gateway (``plugins/_process.py``), stderr capture into
+structlog, and the bounded shutdown (protocol.md §6, §8).
 
 :func:`open_child` is used by both the stdio shape (stdin/stdout are the JSON-RPC pipes) and the
 self-launching HTTP worker (stdin is ``/dev/null``; stdout carries the ``{"port": N}`` line).
@@ -24,6 +25,7 @@ from anyio.abc import Process
 
 from ...errors import PluginStartError
 from ...protocol.framing import LineChannel
+from .._process import open_process, release_group
 
 __all__ = ["BASE_ENV_KEYS", "Child", "child_env", "open_child", "resolve_command"]
 
@@ -109,14 +111,14 @@ async def open_child(
     bound = log.bind(plugin=plugin)
     async with anyio.create_task_group() as tg:
         try:
-            process = await anyio.open_process(
+            # Own process group (shutdown reaches grandchildren too), killed with the gateway.
+            process = await open_process(
                 argv,
                 stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=str(cwd),
-                env=dict(env),
-                start_new_session=True,  # own process group: shutdown reaches grandchildren too
+                env=env,
             )
         except OSError as exc:
             raise PluginStartError(f"cannot start '{' '.join(argv)}': {exc}", plugin=plugin) from exc
@@ -182,6 +184,7 @@ async def _stop(process: Process, grace: float, bound: Any) -> None:
             bound.warning("child did not exit after SIGKILL", pid=process.pid)
     # Reap the rest of the group (a wrapper such as `uv run` may leave its python behind).
     _signal_group(process, signal.SIGKILL)
+    release_group(process.pid)
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             try:
