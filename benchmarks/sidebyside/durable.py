@@ -188,6 +188,16 @@ class PgCluster:
         except Exception as exc:
             return f"? ({exc})"
 
+    def cpu_seconds(self) -> float:
+        """CPU of the PostgreSQL server so far: the postmaster, its backends and reaped children."""
+        if self.server is None:
+            return 0.0
+        try:
+            pid = int((self.server.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return 0.0
+        return procstat.cpu_seconds(pid)
+
     def stop(self) -> None:
         if self.server is not None:
             self.server.__exit__(None, None, None)
@@ -276,6 +286,8 @@ class _Pool:
     errors: int = 0
     cpu_s: float = 0.0
     own_s: float = 0.0
+    db_s: float = 0.0
+    """CPU of the PostgreSQL server (Postgres variants; another process tree than the server's)."""
     elapsed: float = 0.0
     sample: str = ""
 
@@ -334,6 +346,9 @@ class Durable:
         ):
             return "upstream 0.13 not installed (scripts/setup.sh: .peers/orch013)"
         if v.store == "postgres":
+            if v.kind == "upstream":
+                # its log: "PostgreSQL support was not compiled in. Rebuild with the `postgres` feature"
+                return "the 0.13 wheel is built without PostgreSQL support"
             if self.pg is None or self.pg.server is None:
                 return (self.pg.why_not if self.pg else "") or "no PostgreSQL server"
             if v.kind == "ours" and self.pg.ours_why_not:
@@ -362,6 +377,9 @@ class Durable:
         return write_config(
             v, self.workdir / f"{v.name}{tag}.yml", self._url(v, tag), slow=slow, sleep_log=sleep_log
         )
+
+    def _db_cpu(self, v: Variant) -> float:
+        return self.pg.cpu_seconds() if v.store == "postgres" and self.pg is not None else 0.0
 
     async def _store(self, port: int, flow: dict[str, Any]) -> str:
         body = await client.post_json(port, FLOW_PATH, {"flow": flow})
@@ -423,6 +441,7 @@ class Durable:
 
     async def _cell(self, v: Variant, body: bytes, c: int, pool: _Pool) -> None:
         srv = self.servers[v.name]
+        db0 = self._db_cpu(v)
         cpu0, own0 = procstat.cpu_seconds(srv.pid), procstat.process_cpu_seconds(srv.pid)
         r = await client.load(
             srv.port,
@@ -435,6 +454,7 @@ class Durable:
         )
         pool.cpu_s += procstat.cpu_seconds(srv.pid) - cpu0
         pool.own_s += procstat.process_cpu_seconds(srv.pid) - own0
+        pool.db_s += self._db_cpu(v) - db0
         pool.latencies.extend(r.latencies)
         pool.errors += r.errors
         pool.elapsed += r.elapsed
@@ -450,6 +470,7 @@ class Durable:
                     "p99": self.res.row(sec, "latency p99", "ms", "lower"),
                     "rps": self.res.row(sec, "runs/s", "runs/s", "higher"),
                     "cpu": self.res.row(sec, "server CPU per run", "ms", "lower"),
+                    "db": self.res.row(sec, "server + PostgreSQL server CPU per run", "ms", "lower"),
                 }
                 if steps > 1:
                     rows["step"] = self.res.row(sec, "server CPU per step", "µs", "lower")
@@ -472,6 +493,10 @@ class Durable:
                     rows["p99"].values[v.name] = Value(lat[min(n - 1, int(0.99 * n))] * 1e3)
                     rows["rps"].values[v.name] = Value(n / pool.elapsed if pool.elapsed else 0.0, note)
                     rows["cpu"].values[v.name] = Value(pool.cpu_s / n * 1e3, f"{n:,} runs")
+                    rows["db"].values[v.name] = Value(
+                        (pool.cpu_s + pool.db_s) / n * 1e3,
+                        "PostgreSQL processes added" if v.store == "postgres" else "",
+                    )
                     if "step" in rows:
                         rows["step"].values[v.name] = Value(pool.cpu_s / n / steps * 1e6)
 
@@ -513,7 +538,10 @@ class Durable:
             "cpu": self.res.row(sec, "server CPU, whole cell (tree)", "s", "lower"),
             "per": self.res.row(sec, "server CPU per run (tree)", "ms", "lower"),
             "own": self.res.row(sec, "server CPU per run (runtime's own process)", "ms", "lower"),
+            "db": self.res.row(sec, "server + PostgreSQL server CPU per run", "ms", "lower"),
         }
+        if ours_builtin:  # no component server anywhere: the tree is the process
+            self.res.rows.remove(rows.pop("own"))
         for v in self.variants:
             why = self.down.get(v.name)
             if why:
@@ -529,18 +557,23 @@ class Durable:
                 for r in rows.values():
                     r.values[v.name] = na(_short(str(exc)))
                 continue
-            submit_s, done_s, cpu_s, own_s, completed = got
+            submit_s, done_s, cpu_s, own_s, db_s, completed = got
             note = "" if completed == n else f"{completed:,} of {n:,} completed"
             rows["submit"].values[v.name] = Value(submit_s)
             rows["done"].values[v.name] = Value(done_s, note)
             rows["over"].values[v.name] = Value(done_s - ms / 1000)
             rows["cpu"].values[v.name] = Value(cpu_s)
             rows["per"].values[v.name] = Value(cpu_s / n * 1e3)
-            rows["own"].values[v.name] = Value(own_s / n * 1e3)
+            if "own" in rows:
+                rows["own"].values[v.name] = Value(own_s / n * 1e3)
+            rows["db"].values[v.name] = Value(
+                (cpu_s + db_s) / n * 1e3,
+                "PostgreSQL processes added" if v.store == "postgres" else "",
+            )
 
     async def _sleep_cell(
         self, v: Variant, component: str, slow: bool
-    ) -> tuple[float, float, float, float, int]:
+    ) -> tuple[float, float, float, float, float, int]:
         n, ms = self.p.sleep_runs, self.p.sleep_ms
         cfg = self._config(v, "-sleep", slow=slow)
         async with running(self.runtimes[v.name], cfg, tag="-sleep") as srv:
@@ -552,6 +585,7 @@ class Durable:
             if not warm.runs:
                 raise client.HttpError(f"sleep run failed: {warm.error_sample}")
             running_q = f"{RUN_PATH}?status={_status(v, 'running')}&limit=1"
+            db0 = self._db_cpu(v)
             cpu0, own0 = procstat.cpu_seconds(srv.pid), procstat.process_cpu_seconds(srv.pid)
             t0 = time.perf_counter()
             sub = await client.load(
@@ -577,10 +611,11 @@ class Durable:
             done_s = time.perf_counter() - t0
             cpu_s = procstat.cpu_seconds(srv.pid) - cpu0
             own_s = procstat.process_cpu_seconds(srv.pid) - own0
+            db_s = self._db_cpu(v) - db0
             q = f"{RUN_PATH}?status={_status(v, 'completed')}&limit={2 * n + 100}"
             status, body = await client.request(srv.port, "GET", q)
             completed = len(json.loads(body).get("runs", [])) - warm.runs if status == 200 else -1
-        return submit_s, done_s, cpu_s, own_s, completed
+        return submit_s, done_s, cpu_s, own_s, db_s, completed
 
     # -- 3. recovery ---------------------------------------------------------------------------------
 
@@ -594,6 +629,7 @@ class Durable:
             "all": self.res.row(sec, f"startup line → all {n:,} resumed steps started", "s", "lower"),
             "count": self.res.row(sec, "steps started again after the restart", "runs", "higher"),
             "cpu": self.res.row(sec, "server CPU, spawn → all resumed (tree)", "s", "lower"),
+            "db": self.res.row(sec, "PostgreSQL server CPU, spawn → all resumed", "s", "lower"),
             "stop": self.res.row(sec, "SIGTERM → exit (runs left to resume)", "s", "lower"),
         }
         for v in self.variants:
@@ -647,11 +683,12 @@ class Durable:
                     os.kill(pid, signal.SIGKILL)
             await asyncio.to_thread(srv.proc.wait, STOP_TIMEOUT_S)
         await asyncio.sleep(0.2)
-        spawn = time.time()
+        spawn, db0 = time.time(), self._db_cpu(v)
         async with running(rt, cfg, tag="-recovery-restart", capture_stderr=True) as srv:
             assert srv.lines is not None
             again = await _wait_starts(starts, n, after=spawn, limit_s=self.p.recovery_wait_s)
             cpu = procstat.cpu_seconds(srv.pid)
+            out["db"] = Value(self._db_cpu(v) - db0) if v.store == "postgres" else na("in-process store")
             ready = next((t for t, line in srv.lines if READY_MARK in line), None)
             if ready is None:
                 raise StartError("no startup line on stderr")

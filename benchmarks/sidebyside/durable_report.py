@@ -112,12 +112,14 @@ def _targets(res: Results) -> list[str]:
     return out
 
 
-def _ratios(res: Results, variants: list[Variant]) -> list[str]:
-    names = {v.name for v in variants}
-    pairs = [(label, a, b) for label, a, b in RATIOS if a in names and b in names]
+def _ratios(res: Results) -> list[str]:
     metrics = [
-        r for r in res.rows if r.metric in ("server CPU per run", "latency p50") and " c=" in r.section
+        r
+        for r in res.rows
+        if r.metric in ("server CPU per run", "server + PostgreSQL server CPU per run", "latency p50")
+        and " c=" in r.section
     ]
+    pairs = [(label, a, b) for label, a, b in RATIOS if any(_ratio(r, a, b) is not None for r in metrics)]
     out = ["| cell | metric | " + " | ".join(p[0] for p in pairs) + " |", "|" + "---|" * (len(pairs) + 2)]
     for r in metrics:
         cells = []
@@ -164,7 +166,7 @@ def to_markdown(res: Results, profile: DurableProfile, variants: list[Variant], 
         "",
         "Ratios:",
         "",
-        *_ratios(res, variants),
+        *_ratios(res),
     ]
     if sleep:
         lines += [
