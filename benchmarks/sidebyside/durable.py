@@ -436,8 +436,10 @@ class Durable:
                             profiled = self.py_spy if (rnd == 0 and c == 1 and v.kind == "ours") else None
                             async with profiling(profiled, self.servers[v.name], f"{v.name}-{fname}"):
                                 await self._cell(v, _body(fids[(v.name, fname)], INPUT, wait=True), c, pool)
+            sizes = self._file_sizes(failed)
             self.servers.clear()
         self._sequential_rows(pools, failed)
+        self._file_rows(sizes)
 
     async def _cell(self, v: Variant, body: bytes, c: int, pool: _Pool) -> None:
         srv = self.servers[v.name]
@@ -460,6 +462,34 @@ class Durable:
         pool.elapsed += r.elapsed
         pool.sample = pool.sample or r.error_sample
         log.debug("cell", variant=v.name, c=c, runs=r.runs, p50_ms=round(r.quantile(0.5) * 1e3, 3))
+
+    def _file_sizes(self, failed: dict[str, str]) -> dict[str, tuple[Value, Value]]:
+        """(database, WAL) sizes of the SQLite variants while their servers still run (the WAL is
+        removed at a clean close)."""
+        out = {}
+        for v in self.variants:
+            why = self.down.get(v.name) or failed.get(v.name)
+            if not why and v.store != "sqlite":
+                why = "not SQLite"
+            if why:
+                out[v.name] = (na(why), na(why))
+                continue
+            base = self.workdir / f"{v.name}-seq.db"
+            pair = []
+            for path in (base, base.with_name(base.name + "-wal")):
+                try:
+                    pair.append(Value(path.stat().st_size / 2**20))
+                except OSError:
+                    pair.append(Value(0.0, "no file"))
+            out[v.name] = (pair[0], pair[1])
+        return out
+
+    def _file_rows(self, sizes: dict[str, tuple[Value, Value]]) -> None:
+        sec = "SQLite files after the sequential cells"
+        db = self.res.row(sec, "database file", "MiB", "lower")
+        wal = self.res.row(sec, "WAL file (-wal)", "MiB", "lower")
+        for name, (d, w) in sizes.items():
+            db.values[name], wal.values[name] = d, w
 
     def _sequential_rows(self, pools: dict[tuple[str, int, str], _Pool], failed: dict[str, str]) -> None:
         for fname, steps in (("noop-1", 1), ("chain-100", 100)):

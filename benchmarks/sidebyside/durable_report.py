@@ -132,7 +132,7 @@ def _ratios(res: Results) -> list[str]:
 
 def to_markdown(res: Results, profile: DurableProfile, variants: list[Variant], command: str) -> str:
     """The whole section, markers included."""
-    seq = [r for r in res.rows if " c=" in r.section]
+    seq = [r for r in res.rows if " c=" in r.section or r.section.startswith("SQLite files")]
     sleep = [r for r in res.rows if "× sleep" in r.section]
     rec = [r for r in res.rows if r.section.startswith("recovery of")]
     lines = [BEGIN, "## Durable runs", ""]
