@@ -160,7 +160,9 @@ def to_markdown(res: Results, profile: DurableProfile, variants: list[Variant], 
         "### Journal cost, sequential and at c=8",
         "",
         '`POST /api/v1/runs {flowId, input: [{"data": "bench"}], wait: true}` back to back. Server CPU is '
-        "utime+stime of the server process tree from `/proc` over the cell, divided by the runs.",
+        "utime+stime of the server process tree from `/proc` over the cell, divided by the runs; the "
+        "throwaway PostgreSQL cluster is not pinned and its processes' CPU is added in its own row. One "
+        "database per variant for all rounds, so the SQLite figures include a growing file.",
         "",
         *_table(seq, variants),
         "",
