@@ -26,6 +26,7 @@ sys.path.insert(0, str(HERE))
 import structlog  # noqa: E402
 from sidebyside import netns  # noqa: E402
 from sidebyside.cells import Bench  # noqa: E402
+from sidebyside.durable_report import carry_over  # noqa: E402
 from sidebyside.flows import ALL_FLOWS  # noqa: E402
 from sidebyside.machine import Pinning, describe, memory_guard_mib, pin_client  # noqa: E402
 from sidebyside.profiles import PROFILES  # noqa: E402
@@ -119,7 +120,9 @@ def main(argv: list[str]) -> int:
     if output is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
+        # keep the "Durable runs" section that benchmarks/journal.py splices into the same file
+        old = output.read_text() if output.exists() else ""
+        output.write_text(carry_over(old, text))
         log.info("report written", path=str(output))
     if a.json:
         a.json.write_text(to_json(results))

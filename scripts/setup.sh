@@ -14,7 +14,8 @@
 #      Re-done only when pyproject.toml changed (hash kept in .venv/.setup-pyproject).
 #   3. The peers of the spec's peers.md, one virtualenv each, under .peers/ (git-ignored):
 #      sf07 (stepflow-py[http]==0.7.0), sf092 (stepflow-py[http]==0.9.2),
-#      orch090 (stepflow-orchestrator==0.9.0, binary made executable), mcp-time
+#      orch090 (stepflow-orchestrator==0.9.0, binary made executable), orch013
+#      (stepflow-orchestrator==0.13.0, the durable-runs anchor of benchmarks/journal.py), mcp-time
 #      (mcp-server-time==2026.10.19), npm (server-everything, -filesystem, -memory @2026.8.31),
 #      plus .peers/loopback.cjs and .peers/run-upstream.sh.
 #      A peer is skipped when .peers/.installed-<name> holds the same spec, or when an existing
@@ -31,7 +32,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-peers) WITH_PEERS=0 ;;
     -h | --help)
-      sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+      sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
       exit 0
       ;;
     *)
@@ -182,12 +183,18 @@ py_peer() {
 py_peer sf07 "stepflow-py[http]==0.7.0"
 py_peer sf092 "stepflow-py[http]==0.9.2"
 py_peer orch090 "stepflow-orchestrator==0.9.0"
+py_peer orch013 "stepflow-orchestrator==0.13.0"
 py_peer mcp-time "mcp-server-time==2026.10.19"
 
 server_bin="$("$PEERS/orch090/bin/python" -c \
   'import pathlib, stepflow_orchestrator as m; print(pathlib.Path(m.__file__).parent / "bin" / "stepflow-server")')"
 [ -f "$server_bin" ] || die "peer orch090: binary not found at $server_bin"
 [ -x "$server_bin" ] || chmod +x "$server_bin"
+# upstream 0.13 (benchmarks/journal.py): binds every interface too; run it only in a private netns
+server013="$("$PEERS/orch013/bin/python" -c \
+  'import pathlib, stepflow_orchestrator as m; print(pathlib.Path(m.__file__).parent / "bin" / "stepflow-server")')"
+[ -f "$server013" ] || die "peer orch013: binary not found at $server013"
+[ -x "$server013" ] || chmod +x "$server013"
 
 # npm MCP servers: one local install, launched with node directly.
 NPM_VERSION="2026.8.31"

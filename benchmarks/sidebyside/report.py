@@ -14,7 +14,7 @@ from typing import Any
 from .profiles import Profile
 from .results import Results, Row, Value
 
-__all__ = ["to_json", "to_markdown"]
+__all__ = ["fmt_num", "fmt_value", "to_json", "to_markdown"]
 
 # (label, section, metric, runtime or "ratio", comparison, threshold)
 TARGETS = [
@@ -42,7 +42,7 @@ TARGETS = [
 ]
 
 
-def _num(x: float) -> str:
+def fmt_num(x: float) -> str:
     if math.isnan(x):
         return "nan"
     a = abs(x)
@@ -57,12 +57,12 @@ def _num(x: float) -> str:
     return f"{x:.3f}"
 
 
-def _cell(v: Value | None) -> str:
+def fmt_value(v: Value | None) -> str:
     if v is None:
         return "n/a: not measured"
     if v.num is None:
         return "n/a: " + v.note.replace("|", "/")
-    return _num(v.num) + (f" ({v.note})" if v.note else "")
+    return fmt_num(v.num) + (f" ({v.note})" if v.note else "")
 
 
 def _ratio(row: Row) -> str:
@@ -90,7 +90,13 @@ def _table(rows: list[Row], with_section: bool) -> list[str]:
         out.append(
             "| "
             + " | ".join(
-                [*lead, label, _cell(r.values.get("ours")), _cell(r.values.get("upstream")), _ratio(r)]
+                [
+                    *lead,
+                    label,
+                    fmt_value(r.values.get("ours")),
+                    fmt_value(r.values.get("upstream")),
+                    _ratio(r),
+                ]
             )
             + " |"
         )
@@ -124,7 +130,7 @@ def _targets(res: Results, profile: Profile) -> list[str]:
             out.append(f"| {label} | n/a | {cmp} {threshold:g} | – |")
             continue
         met = value <= threshold if cmp == "<=" else value >= threshold
-        out.append(f"| {label} | {_num(value)} | {cmp} {threshold:g} | {'yes' if met else 'no'} |")
+        out.append(f"| {label} | {fmt_num(value)} | {cmp} {threshold:g} | {'yes' if met else 'no'} |")
     return out
 
 

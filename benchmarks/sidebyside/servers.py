@@ -3,7 +3,9 @@
 ``ours`` is ``stepflow-gateway serve`` from this repository's venv; ``upstream`` is the Rust
 ``stepflow-server`` 0.9.0 from the ``stepflow-orchestrator`` wheel under ``.peers/orch090``. Both read the
 same substituted config file (``write_configs``) and log at warning level to a file, so stdout stays
-quiet and neither pays for per-request info logs.
+quiet and neither pays for per-request info logs. A ``Runtime`` may carry another name, ``kind`` ("ours"
+or "upstream") and ``binary`` (another upstream build, e.g. 0.13 from ``.peers/orch013``): the durable-runs
+benchmark (``benchmarks/journal.py``) runs several of each kind side by side.
 
 ``running(runtime, ...)`` is an async context manager: it spawns the server in its own session (so the
 whole process tree can be killed), waits for ``GET /api/v1/health`` (bounded), yields a ``Server``
@@ -20,6 +22,7 @@ import signal
 import string
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -69,6 +72,8 @@ class Tools:
     sf092_python: Path
     node: Path
     node_modules: Path
+    upstream013_server: Path | None = None
+    """Upstream 0.13 (``.peers/orch013``): optional, used by ``benchmarks/journal.py`` only."""
 
     @classmethod
     def discover(cls) -> Tools:
@@ -81,8 +86,19 @@ class Tools:
         default_gateway = Path(sys.executable).with_name("stepflow-gateway")
         gateway = Path(os.environ.get("STEPFLOW_GATEWAY_BIN") or default_gateway)
         node = Path(shutil.which("node") or "/usr/bin/node")
+        found013 = sorted(
+            (PEERS / "orch013" / "lib").glob(
+                "python3*/site-packages/stepflow_orchestrator/bin/stepflow-server"
+            )
+        )
+        up013 = os.environ.get("STEPFLOW_SERVER_013") or (found013[-1] if found013 else None)
         return cls(
-            upstream, gateway, PEERS / "sf092" / "bin" / "python", node, PEERS / "npm" / "node_modules"
+            upstream,
+            gateway,
+            PEERS / "sf092" / "bin" / "python",
+            node,
+            PEERS / "npm" / "node_modules",
+            Path(up013) if up013 else None,
         )
 
     def missing(self) -> list[str]:
@@ -141,16 +157,32 @@ def compile_gateway(tools: Tools) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
-    """One side of the comparison: its name, port, argv and environment."""
+    """One side of the comparison: its name, port, argv and environment.
+
+    ``kind`` is "ours" or "upstream" (default: the name); ``binary`` replaces the upstream 0.9.0
+    executable (another upstream release)."""
 
     name: str
     port: int
     tools: Tools
     server_cpu: int | None
     logdir: Path
+    kind: str = ""
+    binary: Path | None = None
+
+    @property
+    def flavour(self) -> str:
+        """ "ours" or "upstream"."""
+        return self.kind or ("ours" if self.name == "ours" else "upstream")
+
+    @property
+    def executable(self) -> Path:
+        if self.flavour == "ours":
+            return self.tools.gateway
+        return self.binary or self.tools.upstream_server
 
     def argv(self, config: Path, port: int) -> list[str]:
-        if self.name == "ours":
+        if self.flavour == "ours":
             cmd = [
                 str(self.tools.gateway),
                 "serve",
@@ -165,7 +197,7 @@ class Runtime:
             ]
         else:
             cmd = [
-                str(self.tools.upstream_server),
+                str(self.executable),
                 "--port",
                 str(port),
                 "--config",
@@ -175,7 +207,7 @@ class Runtime:
                 "--log-destination",
                 "file",
                 "--log-file",
-                str(self.logdir / "upstream"),
+                str(self.logdir / self.name),
             ]
         if self.server_cpu is not None and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(self.server_cpu), *cmd]
@@ -187,7 +219,7 @@ class Runtime:
         # Measure what an installed package does: read (and keep) compiled bytecode. A shell with
         # PYTHONDONTWRITEBYTECODE=1 would otherwise recompile every module at every start.
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        if self.name == "ours":
+        if self.flavour == "ours":
             env["STEPFLOW_GATEWAY_SHUTDOWN_GRACE"] = "2"
         return env
 
@@ -202,6 +234,8 @@ class Server:
     ready_s: float
     spawned_at: float
     log: Path
+    lines: list[tuple[float, str]] | None = None
+    """With ``running(..., capture_stderr=True)``: every stderr line with its ``time.time()`` of arrival."""
 
     @property
     def pid(self) -> int:
@@ -263,29 +297,55 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
-def _spawn(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start the server in its own session (a blocking fork/exec of a few ms: part of cold start)."""
+def _spawn(
+    argv: list[str], cwd: Path, env: dict[str, str], log: Path, lines: list[tuple[float, str]] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start the server in its own session (a blocking fork/exec of a few ms: part of cold start).
+
+    With ``lines``, stderr comes through a pipe: a thread appends each line to ``lines`` with its
+    arrival time (``time.time()``, comparable with other processes' clocks) and to the log file."""
     with log.open("ab") as logf:
-        return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, cwd=cwd, env=env, start_new_session=True
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=logf if lines is None else subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
         )
+    if lines is not None:
+        threading.Thread(target=_tee, args=(proc, log, lines), daemon=True).start()
+    return proc
+
+
+def _tee(proc: subprocess.Popen[bytes], log: Path, lines: list[tuple[float, str]]) -> None:
+    assert proc.stderr is not None
+    with log.open("ab") as logf:
+        for raw in proc.stderr:
+            lines.append((time.time(), raw.decode(errors="replace").rstrip("\n")))
+            logf.write(raw)
+            logf.flush()
 
 
 @asynccontextmanager
 async def running(
-    runtime: Runtime, config: Path, *, port: int | None = None, tag: str = ""
+    runtime: Runtime, config: Path, *, port: int | None = None, tag: str = "", capture_stderr: bool = False
 ) -> AsyncIterator[Server]:
-    """Start ``runtime`` with ``config`` and yield it once healthy; always stop it (tree included)."""
+    """Start ``runtime`` with ``config`` and yield it once healthy; always stop it (tree included).
+
+    ``capture_stderr``: keep every stderr line with its arrival time in ``Server.lines``."""
     port = port or runtime.port
     log = runtime.logdir / f"{runtime.name}{tag}.log"
-    if runtime.name == "upstream" and not runtime.tools.upstream_server.exists():
-        raise StartError(f"binary not found: {runtime.tools.upstream_server}")
-    if runtime.name == "ours" and not runtime.tools.gateway.exists():
+    if runtime.flavour == "upstream" and not runtime.executable.exists():
+        raise StartError(f"binary not found: {runtime.executable}")
+    if runtime.flavour == "ours" and not runtime.tools.gateway.exists():
         raise StartError(f"not installed: {runtime.tools.gateway}")
+    lines: list[tuple[float, str]] | None = [] if capture_stderr else None
     t0 = time.perf_counter()
-    proc = _spawn(runtime.argv(config, port), config.parent, runtime.env(), log)
+    proc = _spawn(runtime.argv(config, port), config.parent, runtime.env(), log, lines)
     try:
         await _wait_healthy(proc, port, log)
-        yield Server(runtime, proc, port, time.perf_counter() - t0, t0, log)
+        yield Server(runtime, proc, port, time.perf_counter() - t0, t0, log, lines)
     finally:
         await asyncio.to_thread(_stop, proc)
