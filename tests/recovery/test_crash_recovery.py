@@ -437,3 +437,23 @@ def test_kill_during_nested_runs_of_a_batch(
     for i in range(3):  # each inner step ran once before the kill and once after it
         assert len([ln for ln in lines if ln.ev == "start" and ln.label == f"n{i}"]) == 2, record.dump()
     assert_no_orphans([kill])
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+def test_runs_past_max_startup_recovery_resume_in_the_background(
+    start_server, store: Store, record: Record, tmp_path: Path
+) -> None:
+    """``recovery.maxStartupRecovery`` bounds the work done before the server is ready, not how
+    many runs come back: with a limit of 2, all 5 interrupted runs finish after the restart."""
+    config = gateway_config(store, record.path) + "recovery: {maxStartupRecovery: 2}\n"
+    server = start_server(config)
+    fid = store_flow(server, sequential_flow([1.5]))
+    rids = [submit(server, fid, [{"data": i}]) for i in range(5)]
+    record.wait_for(lambda lines: len(record.events("start", lines)) >= 5, "5 steps started", server=server)
+    kill = crash(server, record, store)
+
+    again = start_server(config, workdir=tmp_path)
+    runs = wait_runs(again, rids)
+    for i, rid in enumerate(rids):
+        assert runs[rid] == {"status": "completed", "results": [success(sequential_result(1, i))]}
+    assert_no_orphans([kill])

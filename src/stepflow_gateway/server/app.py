@@ -196,7 +196,11 @@ def create_app(
                 gw.task_group = GuardedTaskGroup(tg)
                 recovery = getattr(gw.config, "recovery", None)
                 if recovery is None or recovery.enabled:
-                    await rt.recover_interrupted(None if recovery is None else recovery.max_startup_recovery)
+                    limit = None if recovery is None else recovery.max_startup_recovery
+                    if await rt.recover_interrupted(limit) == limit and limit:
+                        # more may be waiting: the rest resume in the background, a batch at a time
+                        interval = recovery.check_interval_secs if recovery is not None else 30.0
+                        tg.start_soon(rt.recover_the_rest, limit, min(interval, 1.0))
                 app.state.runtime = rt
                 launcher = app.state.mcp_launcher = McpLauncher(rt, tg)
                 # Everything allocated so far lives as long as the server: move it out of the

@@ -210,6 +210,15 @@ class ServerRuntime:
         ``Gateway.recover``. Returns how many were resumed."""
         return len(await self.gw.recover(limit=limit))
 
+    async def recover_the_rest(self, batch: int, pause_s: float) -> None:
+        """Past ``maxStartupRecovery``: resume the remaining interrupted runs, ``batch`` at a time,
+        until none is left (runs already live are skipped) or the server stops."""
+        while not self.gw.stopping:
+            await anyio.sleep(pause_s)
+            live = sum(1 for h in self.gw.live.values() if h.record.parent_run_id is None)
+            if not await self.gw.recover(limit=batch + live):
+                return
+
     def end_grace(self) -> None:
         """Stop waiting for in-flight runs now (a second SIGTERM/SIGINT); ``drain`` then stops them."""
         self.no_grace = True
