@@ -7,7 +7,10 @@ steps in one file.
   a write costs no thread hop. ``flush()`` waits for the commit of everything queued before it.
   Reads wait for earlier writes, then run in a worker thread on a second connection (WAL: readers
   and the writer never block each other). ``synchronous=NORMAL``: a commit survives the process
-  being killed (it is in the OS's page cache); a power cut may lose the last few.
+  being killed (it is in the OS's page cache); a power cut may lose the last few. WAL checkpoints
+  are SQLite's own (every ~1000 pages, by the committing connection), which keeps the WAL file
+  bounded: a checkpoint in another thread, beside a writer that never pauses, never finishes one
+  and lets the file grow without end.
 * A batch that cannot be written (disk full, database locked past the busy timeout) stays queued
   and is tried again with backoff; ``flush()`` raises ``StateStoreError`` meanwhile, naming the file.
 * JSON values are stored as compact text; journal values over ``INLINE_LIMIT`` bytes go to the
@@ -54,9 +57,6 @@ INLINE_LIMIT = 64 * 1024
 """Journal values whose JSON is longer than this are stored as blobs (once) and referenced."""
 RETRY_MAX_S = 5.0
 """Longest pause between tries of a batch that could not be written."""
-CHECKPOINT_EVERY = 256
-"""Commits between WAL checkpoints. They run in a worker thread (the writer's automatic
-checkpoints are off), so their page copies and fsync never stall the event loop."""
 WRITE_BUSY_MS = 200
 """How long a commit (on the event loop) waits for a lock another process holds before the batch
 is left queued and tried again later."""
@@ -232,10 +232,6 @@ class _Committer:
         """Writes committed so far (in queue order: ``committed >= n`` means the first n are)."""
         self.failure: StateStoreError | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self.checkpoint: Callable[[], None] | None = None
-        """Set for a file database: a checkpoint on a connection of its own (run in a thread)."""
-        self._commits = 0
-        self.checkpointing = False
 
     def submit(self, op: _Op) -> None:
         self.queued += 1
@@ -286,11 +282,6 @@ class _Committer:
         self.failure = None
         self._backoff = 0.0
         self.committed += len(ops)
-        self._commits += 1
-        if self.checkpoint is not None and self._commits >= CHECKPOINT_EVERY and not self.checkpointing:
-            self._commits = 0
-            self.checkpointing = True
-            self._loop.run_in_executor(None, self._run_checkpoint)
         if self._waiters:
             keep = []
             for target, future in self._waiters:
@@ -305,15 +296,6 @@ class _Committer:
                 self._on_commit(events)
             except Exception:  # a listener's bug must not stop the store
                 log.exception("journal commit listener failed")
-
-    def _run_checkpoint(self) -> None:
-        try:
-            assert self.checkpoint is not None
-            self.checkpoint()
-        except sqlite3.Error as exc:  # busy or I/O: the next one tries again
-            log.warning("state store checkpoint failed", error=str(exc))
-        finally:
-            self.checkpointing = False
 
     def close(self) -> int:
         """Commit what is queued (one last try); returns how many writes could not be."""
@@ -349,7 +331,6 @@ class SqliteStore:
         self.on_commit: Callable[[list[JournalEvent]], None] | None = None
         self._writer: _Committer | None = None
         self._reader: sqlite3.Connection | None = None
-        self._checkpointer: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         if target.path is None:
             self.durable = False
@@ -395,11 +376,6 @@ class SqliteStore:
         conn.execute(f"PRAGMA busy_timeout={WRITE_BUSY_MS}")
         self._reader = reader
         self._writer = _Committer(conn, self._where, self._committed)
-        if self.target.path is not None and self.target.mode != "ro":
-            conn.execute("PRAGMA wal_autocheckpoint=0")
-            checkpointer = await anyio.to_thread.run_sync(self._connect_reader)
-            self._checkpointer = checkpointer
-            self._writer.checkpoint = lambda: _checkpoint(checkpointer)
         log.debug("state store opened", **self.describe())
 
     def _connect_reader(self) -> sqlite3.Connection:
@@ -500,12 +476,6 @@ class SqliteStore:
         with anyio.CancelScope(shield=True):
             if reader is not None and reader is not writer.conn:
                 await anyio.to_thread.run_sync(reader.close, limiter=self._limiter)
-            checkpointer, self._checkpointer = self._checkpointer, None
-            if checkpointer is not None:
-                with anyio.move_on_after(10):
-                    while writer.checkpointing:  # noqa: ASYNC110 - set by a worker thread, not a task
-                        await anyio.sleep(0.01)
-                await anyio.to_thread.run_sync(checkpointer.close)
             writer.conn.close()
 
     def _require(self) -> _Committer:
@@ -862,10 +832,6 @@ def _in_transaction(fn: Callable[[sqlite3.Connection], _T]) -> Callable[[sqlite3
         return value
 
     return call
-
-
-def _checkpoint(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _journal_row(ev: JournalEvent) -> tuple[Any, ...]:
