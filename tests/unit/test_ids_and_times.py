@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -11,13 +12,18 @@ from stepflow_gateway.gateway import now_iso
 from stepflow_gateway.ids import new_run_id
 
 
-def test_run_ids_are_random_version_4_uuids() -> None:
-    ids = {new_run_id() for _ in range(2000)}
-    assert len(ids) == 2000
-    for rid in list(ids)[:200]:
+def test_run_ids_are_time_ordered_version_7_uuids() -> None:
+    before = time.time_ns() // 1_000_000
+    made = [new_run_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(made)) == 2000
+    for rid in made[:200]:
         parsed = uuid.UUID(rid)
         assert str(parsed) == rid  # canonical lowercase 8-4-4-4-12 form
-        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+        assert before <= parsed.int >> 80 <= after  # the first 48 bits: Unix milliseconds
+    stamps = [uuid.UUID(r).int >> 80 for r in made]
+    assert stamps == sorted(stamps)
 
 
 def test_now_iso_matches_datetime_formatting() -> None:
