@@ -132,8 +132,12 @@ CREATE TABLE IF NOT EXISTS journal (
 ) WITHOUT ROWID;
 ALTER TABLE runs ADD COLUMN max_concurrency INTEGER;
 ALTER TABLE steps ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX IF NOT EXISTS runs_unfinished ON runs (status, parent_run_id, seq);
 DROP INDEX IF EXISTS runs_status;
+DROP INDEX IF EXISTS runs_flow_status;
+DROP INDEX IF EXISTS runs_parent;
+CREATE INDEX IF NOT EXISTS runs_status_seq ON runs (status, seq);
+CREATE INDEX IF NOT EXISTS runs_active_flow ON runs (flow_id) WHERE status = 'running';
+CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 """
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 """``(version, script)``: each brings the schema from ``version - 1`` to ``version``."""
