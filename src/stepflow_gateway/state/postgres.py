@@ -44,9 +44,20 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ..core.journal import JournalEvent
 from ..core.result import FlowResult
 from ..errors import StateStoreError
-from ..jsonutil import blob_id as content_id
 from ..logging import get_logger
 from ..types import JsonValue
+from ._rows import (
+    INLINE_LIMIT,
+    RETRY_MAX_S,
+    SCHEMA_VERSION,
+    TABLES,
+    journal_value,
+    loads_json,
+    loads_result,
+    not_migrated,
+    run_record,
+    schema_too_new,
+)
 from .base import ItemRecord, RunFilter, RunRecord, StepRecord
 from .memory import check_paging, dumps_json, prepare_new_run
 
@@ -64,11 +75,6 @@ __all__ = [
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION = 2
-INLINE_LIMIT = 64 * 1024
-"""Journal values whose JSON is longer than this are stored as blobs (once) and referenced."""
-RETRY_MAX_S = 5.0
-"""Longest pause between tries of a batch that could not be written."""
 MAX_BATCH = 1000
 """Most queued writes committed in one transaction."""
 DEFAULT_MAX_CONNECTIONS = 5
@@ -149,7 +155,6 @@ CREATE INDEX IF NOT EXISTS runs_unfinished ON runs (seq) WHERE status = 'running
 """
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 """``(version, script)``: each brings the schema from ``version - 1`` to ``version``."""
-_TABLES = ("blobs", "runs", "items", "steps", "records", "journal")
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
     version    INTEGER PRIMARY KEY,
@@ -287,51 +292,20 @@ def _droppable(exc: BaseException) -> bool:
     return not isinstance(exc, psycopg.Error | TimeoutError | OSError)
 
 
-def _loads(text: str | None) -> JsonValue:
-    return None if text is None else json.loads(text)
-
-
 def _result_text(result: FlowResult | None, what: str) -> str | None:
     return None if result is None else dumps_json(result.to_json(), what=what)
 
 
-def _result(text: str | None) -> FlowResult | None:
-    return None if text is None else FlowResult.from_json(json.loads(text))
-
-
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    items = [ItemRecord(i[0], i[1], _result(i[2]), i[3]) for i in row[12] or ()]
-    return RunRecord(
-        run_id=row[0],
-        flow_id=row[1],
-        flow_name=row[2],
-        status=row[3],
-        created_at=row[4],
-        completed_at=row[5],
-        root_run_id=row[6],
-        parent_run_id=row[7],
-        inputs=json.loads(row[8]),
-        overrides=_loads(row[9]),
-        variables=_loads(row[10]),
-        items=items,
-        max_concurrency=row[11],
-    )
+    return run_record(row, [ItemRecord(i[0], i[1], loads_result(i[2]), i[3]) for i in row[12] or ()])
 
 
 def _journal_row(ev: JournalEvent) -> tuple[tuple[Any, ...], tuple[str, str] | None]:
     """The journal row of ``ev`` and, for a large value, the ``(blob_id, text)`` it refers to."""
-    data = ev.data
-    if isinstance(data, FlowResult):
-        data = data.to_json()
-    text = ref = None
-    blob = None
-    if data is not None:
-        text = dumps_json(data, what=f"journal event {ev.kind} of run {ev.run_id}")
-        if len(text) > INLINE_LIMIT:
-            ref = content_id(data)
-            blob = (ref, text)
-            text = None
-    row = (ev.root_run_id, ev.seq, ev.run_id, ev.kind, ev.item, ev.step, ev.attempt, text, ref, ev.at)
+    text, ref = journal_value(ev, dumps_json)
+    blob = None if ref is None or text is None else (ref, text)
+    inline = None if blob else text
+    row = (ev.root_run_id, ev.seq, ev.run_id, ev.kind, ev.item, ev.step, ev.attempt, inline, ref, ev.at)
     return row, blob
 
 
@@ -498,22 +472,12 @@ class PostgresStore:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             version = await _schema_version(conn)
             if version > SCHEMA_VERSION:
-                raise StateStoreError(
-                    f"{self.where} has schema version {version}, newer than this gateway's "
-                    f"{SCHEMA_VERSION}; use a newer stepflow-gateway or another database"
-                )
+                raise schema_too_new(self.where, version)
             if version == SCHEMA_VERSION:
                 return False
             if not self.auto_migrate:
-                if version == 0:
-                    present = await _present_tables(conn)
-                    missing = ", ".join(t for t in _TABLES if t not in present) or "none"
-                    what = f"has no gateway schema (missing tables: {missing})"
-                else:
-                    what = f"has schema version {version}, older than this gateway's {SCHEMA_VERSION}"
-                raise StateStoreError(
-                    f"{self.where} {what} and autoMigrate is false; open it once with autoMigrate: true"
-                )
+                present = await _present_tables(conn) if version == 0 else set()
+                raise not_migrated(self.where, version, present, "autoMigrate is false")
             target, script = MIGRATIONS[version]
             log.info("migrating state store schema", database=self.where, version=target)
             await conn.execute(_VERSION_TABLE)
@@ -838,7 +802,15 @@ class PostgresStore:
         rows = await self._read(read, what=f"read the journal of run {root_run_id}")
         return [
             JournalEvent(
-                seq, root_run_id, run_id, kind, item, step, attempt, _loads(data if ref is None else ref), at
+                seq,
+                root_run_id,
+                run_id,
+                kind,
+                item,
+                step,
+                attempt,
+                loads_json(data if ref is None else ref),
+                at,
             )
             for seq, run_id, kind, item, step, attempt, data, ref, at in rows
         ]
@@ -983,7 +955,7 @@ class PostgresStore:
             return await cur.fetchall()
 
         rows = await self._read(get, what=f"read the steps of run {run_id}")
-        return [StepRecord(r[0], r[1], r[2], r[3], r[4], _result(r[5]), r[6], r[7], r[8]) for r in rows]
+        return [StepRecord(r[0], r[1], r[2], r[3], r[4], loads_result(r[5]), r[6], r[7], r[8]) for r in rows]
 
     async def delete_run(self, run_id: str) -> bool:
         async def delete(conn: AsyncConnection[Any]) -> bool:
@@ -1025,6 +997,6 @@ async def _present_tables(conn: AsyncConnection[Any]) -> set[str]:
     cur = await conn.execute(
         "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND c.relname = ANY(%s) "
         "AND pg_table_is_visible(c.oid)",
-        (list(_TABLES),),
+        (list(TABLES),),
     )
     return {row[0] for row in await cur.fetchall()}

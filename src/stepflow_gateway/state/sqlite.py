@@ -39,9 +39,19 @@ import anyio.to_thread
 from ..core.journal import JournalEvent
 from ..core.result import FlowResult
 from ..errors import RunNotFound, StateStoreError
-from ..jsonutil import blob_id as content_id
 from ..logging import get_logger
 from ..types import JsonValue
+from ._rows import (
+    RETRY_MAX_S,
+    SCHEMA_VERSION,
+    TABLES,
+    journal_value,
+    loads_json,
+    loads_result,
+    not_migrated,
+    run_record,
+    schema_too_new,
+)
 from .base import ItemRecord, RunFilter, RunRecord, StepRecord
 from .memory import check_paging, dumps_json, dumps_record, merge_completion, prepare_new_run
 
@@ -49,11 +59,6 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore", "SqliteTarget", "parse_database_url"
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION = 2
-INLINE_LIMIT = 64 * 1024
-"""Journal values whose JSON is longer than this are stored as blobs (once) and referenced."""
-RETRY_MAX_S = 5.0
-"""Longest pause between tries of a batch that could not be written."""
 CHECKPOINT_EVERY = 256
 """Commits between WAL checkpoints. They run in a worker thread (the writer's automatic
 checkpoints are off), so their page copies and fsync never stall the event loop."""
@@ -137,7 +142,6 @@ DROP INDEX IF EXISTS runs_status;
 """
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 """``(version, script)``: each brings the schema from ``version - 1`` to ``version``."""
-_TABLES = ("blobs", "runs", "items", "steps", "records", "journal")
 
 _RUN_COLUMNS = (
     "run_id, flow_id, flow_name, status, created_at, completed_at, root_run_id, parent_run_id, "
@@ -186,16 +190,8 @@ def parse_database_url(url: str) -> SqliteTarget:
 # --- the store ------------------------------------------------------------------------------------
 
 
-def _loads(text: str | None) -> JsonValue:
-    return None if text is None else json.loads(text)
-
-
 def _result_text(result: FlowResult | None, what: str) -> str | None:
     return None if result is None else dumps_record(result.to_json(), what=what)
-
-
-def _result(text: str | None) -> FlowResult | None:
-    return None if text is None else FlowResult.from_json(json.loads(text))
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
@@ -460,27 +456,19 @@ class SqliteStore:
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise StateStoreError(
-                f"{self._where} has schema version {version}, newer than this gateway's {SCHEMA_VERSION}; "
-                "use a newer stepflow-gateway or another database"
-            )
-        marks = ", ".join("?" * len(_TABLES))
+            raise schema_too_new(self._where, version)
+        marks = ", ".join("?" * len(TABLES))
         present = {
             row[0]
             for row in conn.execute(
-                f"SELECT name FROM sqlite_master WHERE type='table' AND name IN ({marks})", _TABLES
+                f"SELECT name FROM sqlite_master WHERE type='table' AND name IN ({marks})", TABLES
             )
         }
-        if version == SCHEMA_VERSION and present == set(_TABLES):
+        if version == SCHEMA_VERSION and present == set(TABLES):
             return
         if not self.auto_migrate or self.target.mode == "ro":
             why = "the store is read-only" if self.target.mode == "ro" else "autoMigrate is false"
-            if version == 0:
-                missing = ", ".join(t for t in _TABLES if t not in present) or "none"
-                what = f"has no gateway schema (missing tables: {missing})"
-            else:
-                what = f"has schema version {version}, older than this gateway's {SCHEMA_VERSION}"
-            raise StateStoreError(f"{self._where} {what} and {why}; open it once with autoMigrate: true")
+            raise not_migrated(self._where, version, present, why)
         for target_version, script in MIGRATIONS:
             if target_version <= version:
                 continue
@@ -643,7 +631,7 @@ class SqliteStore:
                     item,
                     step,
                     attempt,
-                    _loads(data if ref is None else ref),
+                    loads_json(data if ref is None else ref),
                     at,
                 )
                 for seq, run_id, kind, item, step, attempt, data, ref, at in rows
@@ -659,7 +647,7 @@ class SqliteStore:
                 (-1 if limit is None else limit,),
             ).fetchall()
             items = _select_items(conn, [row[0] for row in rows])
-            return [_run_record(row, items.get(row[0], [])) for row in rows]
+            return [run_record(row, items.get(row[0], [])) for row in rows]
 
         return await self._read(read)
 
@@ -783,7 +771,7 @@ class SqliteStore:
             row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 return None
-            return _run_record(row, _select_items(conn, [run_id]).get(run_id, []))
+            return run_record(row, _select_items(conn, [run_id]).get(run_id, []))
 
         return await self._read(get)
 
@@ -810,7 +798,7 @@ class SqliteStore:
         def list_(conn: sqlite3.Connection) -> list[RunRecord]:
             rows = conn.execute(sql, params).fetchall()
             items = _select_items(conn, [row[0] for row in rows])
-            return [_run_record(row, items.get(row[0], [])) for row in rows]
+            return [run_record(row, items.get(row[0], [])) for row in rows]
 
         return await self._read(list_)
 
@@ -821,7 +809,9 @@ class SqliteStore:
                 "completed_at, attempt FROM steps WHERE run_id = ? ORDER BY item_index, step_index",
                 (run_id,),
             ).fetchall()
-            return [StepRecord(r[0], r[1], r[2], r[3], r[4], _result(r[5]), r[6], r[7], r[8]) for r in rows]
+            return [
+                StepRecord(r[0], r[1], r[2], r[3], r[4], loads_result(r[5]), r[6], r[7], r[8]) for r in rows
+            ]
 
         return await self._read(get)
 
@@ -870,40 +860,21 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
 
 def _journal_row(ev: JournalEvent) -> tuple[Any, ...]:
     """``(root, seq, run, kind, item, step, attempt, data, blob_ref, at, blob_text)``."""
-    data = ev.data
-    if isinstance(data, FlowResult):
-        data = data.to_json()
-    if data is None:
-        return (
-            ev.root_run_id,
-            ev.seq,
-            ev.run_id,
-            ev.kind,
-            ev.item,
-            ev.step,
-            ev.attempt,
-            None,
-            None,
-            ev.at,
-            None,
-        )
-    text = dumps_record(data, what=f"journal event {ev.kind} of run {ev.run_id}")
-    if len(text) <= INLINE_LIMIT:
-        return (
-            ev.root_run_id,
-            ev.seq,
-            ev.run_id,
-            ev.kind,
-            ev.item,
-            ev.step,
-            ev.attempt,
-            text,
-            None,
-            ev.at,
-            None,
-        )
-    ref = content_id(data)
-    return (ev.root_run_id, ev.seq, ev.run_id, ev.kind, ev.item, ev.step, ev.attempt, None, ref, ev.at, text)
+    text, ref = journal_value(ev, dumps_record)
+    inline, blob = (text, None) if ref is None else (None, text)
+    return (
+        ev.root_run_id,
+        ev.seq,
+        ev.run_id,
+        ev.kind,
+        ev.item,
+        ev.step,
+        ev.attempt,
+        inline,
+        ref,
+        ev.at,
+        blob,
+    )
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -924,23 +895,5 @@ def _select_items(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, lis
             chunk,
         )
         for run_id, index, status, result, completed_at in rows:
-            out.setdefault(run_id, []).append(ItemRecord(index, status, _result(result), completed_at))
+            out.setdefault(run_id, []).append(ItemRecord(index, status, loads_result(result), completed_at))
     return out
-
-
-def _run_record(row: tuple[Any, ...], items: list[ItemRecord]) -> RunRecord:
-    return RunRecord(
-        run_id=row[0],
-        flow_id=row[1],
-        flow_name=row[2],
-        status=row[3],
-        created_at=row[4],
-        completed_at=row[5],
-        root_run_id=row[6],
-        parent_run_id=row[7],
-        inputs=json.loads(row[8]),
-        overrides=_loads(row[9]),
-        variables=_loads(row[10]),
-        items=items,
-        max_concurrency=row[11],
-    )

@@ -1,0 +1,94 @@
+"""What the SQL stores (``state/sqlite``, ``state/postgres``) share: the schema's version and
+tables, the rule for large journal values, and the decoding of stored rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+from ..core.journal import JournalEvent
+from ..core.result import FlowResult
+from ..errors import StateStoreError
+from ..jsonutil import blob_id as content_id
+from ..types import JsonValue
+from .base import ItemRecord, RunRecord
+
+__all__ = [
+    "INLINE_LIMIT",
+    "RETRY_MAX_S",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "journal_value",
+    "loads_json",
+    "loads_result",
+    "not_migrated",
+    "run_record",
+    "schema_too_new",
+]
+
+SCHEMA_VERSION = 2
+INLINE_LIMIT = 64 * 1024
+"""Journal values whose JSON is longer than this are stored as blobs (once) and referenced."""
+RETRY_MAX_S = 5.0
+"""Longest pause between tries of a batch that could not be written."""
+TABLES = ("blobs", "runs", "items", "steps", "records", "journal")
+"""The tables of the current schema."""
+
+
+def schema_too_new(where: str, version: int) -> StateStoreError:
+    """The error for a database whose schema is newer than this code's."""
+    return StateStoreError(
+        f"{where} has schema version {version}, newer than this gateway's {SCHEMA_VERSION}; "
+        "use a newer stepflow-gateway or another database"
+    )
+
+
+def not_migrated(where: str, version: int, present: Collection[str], why: str) -> StateStoreError:
+    """The error for a database that needs a migration it may not have (``why``)."""
+    if version == 0:
+        missing = ", ".join(t for t in TABLES if t not in present) or "none"
+        what = f"has no gateway schema (missing tables: {missing})"
+    else:
+        what = f"has schema version {version}, older than this gateway's {SCHEMA_VERSION}"
+    return StateStoreError(f"{where} {what} and {why}; open it once with autoMigrate: true")
+
+
+def journal_value(ev: JournalEvent, dumps: Callable[..., str]) -> tuple[str | None, str | None]:
+    """``(text, blob_ref)`` of ``ev``'s value: its JSON ``text`` inline, or, over ``INLINE_LIMIT``,
+    the ``blob_ref`` its text is stored under (``text`` is then that blob's)."""
+    data = ev.data
+    if isinstance(data, FlowResult):
+        data = data.to_json()
+    if data is None:
+        return None, None
+    text = dumps(data, what=f"journal event {ev.kind} of run {ev.run_id}")
+    return (text, None) if len(text) <= INLINE_LIMIT else (text, content_id(data))
+
+
+def loads_json(text: str | None) -> JsonValue:
+    return None if text is None else json.loads(text)
+
+
+def loads_result(text: str | None) -> FlowResult | None:
+    return None if text is None else FlowResult.from_json(json.loads(text))
+
+
+def run_record(row: Sequence[Any], items: list[ItemRecord]) -> RunRecord:
+    """The run of a row of ``run_id, flow_id, flow_name, status, created_at, completed_at,
+    root_run_id, parent_run_id, inputs, overrides, variables, max_concurrency``."""
+    return RunRecord(
+        run_id=row[0],
+        flow_id=row[1],
+        flow_name=row[2],
+        status=row[3],
+        created_at=row[4],
+        completed_at=row[5],
+        root_run_id=row[6],
+        parent_run_id=row[7],
+        inputs=json.loads(row[8]),
+        overrides=loads_json(row[9]),
+        variables=loads_json(row[10]),
+        items=items,
+        max_concurrency=row[11],
+    )
