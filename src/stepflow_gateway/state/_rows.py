@@ -18,6 +18,8 @@ __all__ = [
     "INLINE_LIMIT",
     "RETRY_MAX_S",
     "SCHEMA_VERSION",
+    "SCHEMA_V1",
+    "SCHEMA_V2_TABLES",
     "TABLES",
     "journal_value",
     "loads_json",
@@ -34,6 +36,76 @@ RETRY_MAX_S = 5.0
 """Longest pause between tries of a batch that could not be written."""
 TABLES = ("blobs", "runs", "items", "steps", "records", "journal")
 """The tables of the current schema."""
+SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS blobs (
+    blob_id   TEXT PRIMARY KEY,
+    blob_type TEXT NOT NULL,
+    data      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    seq           {serial},
+    run_id        TEXT NOT NULL UNIQUE,
+    flow_id       TEXT NOT NULL,
+    flow_name     TEXT,
+    status        TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    completed_at  TEXT,
+    root_run_id   TEXT,
+    parent_run_id TEXT,
+    depth         INTEGER NOT NULL DEFAULT 0,
+    inputs        TEXT NOT NULL,
+    overrides     TEXT,
+    variables     TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE INDEX IF NOT EXISTS runs_flow_status ON runs (flow_id, status);
+CREATE INDEX IF NOT EXISTS runs_flow_name ON runs (flow_name);
+CREATE INDEX IF NOT EXISTS runs_root ON runs (root_run_id);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id);
+CREATE TABLE IF NOT EXISTS items (
+    run_id       TEXT NOT NULL,
+    item_index   INTEGER NOT NULL,
+    status       TEXT NOT NULL,
+    result       TEXT,
+    completed_at TEXT,
+    PRIMARY KEY (run_id, item_index)
+){keyed};
+CREATE TABLE IF NOT EXISTS steps (
+    run_id       TEXT NOT NULL,
+    item_index   INTEGER NOT NULL,
+    step_index   INTEGER NOT NULL,
+    step_id      TEXT NOT NULL,
+    component    TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    result       TEXT,
+    started_at   TEXT,
+    completed_at TEXT,
+    PRIMARY KEY (run_id, item_index, step_index)
+){keyed};
+"""
+"""Version 1 of the schema, to be ``str.format``-ed with the dialect's column types: ``serial``
+(an auto-numbered key), and ``keyed``, what follows a table with a composite key."""
+SCHEMA_V2_TABLES = """
+CREATE TABLE IF NOT EXISTS records (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at {real} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal (
+    root_run_id TEXT NOT NULL,
+    seq         {bigint} NOT NULL,
+    run_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    item        INTEGER NOT NULL,
+    step        TEXT,
+    attempt     INTEGER NOT NULL,
+    data        TEXT,
+    blob_ref    TEXT,
+    at          {real} NOT NULL,
+    PRIMARY KEY (root_run_id, seq)
+){keyed};
+"""
+"""The tables version 2 adds (``str.format``: ``bigint``, ``real`` and ``keyed`` as above)."""
 
 
 def schema_too_new(where: str, version: int) -> StateStoreError:

@@ -43,6 +43,8 @@ from ..logging import get_logger
 from ..types import JsonValue
 from ._rows import (
     RETRY_MAX_S,
+    SCHEMA_V1,
+    SCHEMA_V2_TABLES,
     SCHEMA_VERSION,
     TABLES,
     journal_value,
@@ -69,77 +71,22 @@ Mode = Literal["ro", "rw", "rwc", "memory"]
 _MODES: tuple[Mode, ...] = ("ro", "rw", "rwc", "memory")
 _T = TypeVar("_T")
 
-_SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS blobs (
-    blob_id   TEXT PRIMARY KEY,
-    blob_type TEXT NOT NULL,
-    data      TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id        TEXT NOT NULL UNIQUE,
-    flow_id       TEXT NOT NULL,
-    flow_name     TEXT,
-    status        TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
-    completed_at  TEXT,
-    root_run_id   TEXT,
-    parent_run_id TEXT,
-    depth         INTEGER NOT NULL DEFAULT 0,
-    inputs        TEXT NOT NULL,
-    overrides     TEXT,
-    variables     TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
-CREATE INDEX IF NOT EXISTS runs_flow_status ON runs (flow_id, status);
-CREATE INDEX IF NOT EXISTS runs_flow_name ON runs (flow_name);
-CREATE INDEX IF NOT EXISTS runs_root ON runs (root_run_id);
-CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id);
-CREATE TABLE IF NOT EXISTS items (
-    run_id       TEXT NOT NULL,
-    item_index   INTEGER NOT NULL,
-    status       TEXT NOT NULL,
-    result       TEXT,
-    completed_at TEXT,
-    PRIMARY KEY (run_id, item_index)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS steps (
-    run_id       TEXT NOT NULL,
-    item_index   INTEGER NOT NULL,
-    step_index   INTEGER NOT NULL,
-    step_id      TEXT NOT NULL,
-    component    TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    result       TEXT,
-    started_at   TEXT,
-    completed_at TEXT,
-    PRIMARY KEY (run_id, item_index, step_index)
-) WITHOUT ROWID;
-"""
-_SCHEMA_V2 = """
-CREATE TABLE IF NOT EXISTS records (
-    key        TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS journal (
-    root_run_id TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
-    run_id      TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    item        INTEGER NOT NULL,
-    step        TEXT,
-    attempt     INTEGER NOT NULL,
-    data        TEXT,
-    blob_ref    TEXT,
-    at          REAL NOT NULL,
-    PRIMARY KEY (root_run_id, seq)
-) WITHOUT ROWID;
+_DIALECT = {  # the column types of this dialect in the shared schema (state/_rows.py)
+    "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "bigint": "INTEGER",
+    "real": "REAL",
+    "keyed": " WITHOUT ROWID",
+}
+_SCHEMA_V1 = SCHEMA_V1.format(**_DIALECT)
+_SCHEMA_V2 = (
+    SCHEMA_V2_TABLES.format(**_DIALECT)
+    + """
 ALTER TABLE runs ADD COLUMN max_concurrency INTEGER;
 ALTER TABLE steps ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS runs_unfinished ON runs (status, parent_run_id, seq);
 DROP INDEX IF EXISTS runs_status;
 """
+)
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 """``(version, script)``: each brings the schema from ``version - 1`` to ``version``."""
 
