@@ -12,7 +12,7 @@ from ..core.result import FlowResult
 from ..errors import StateStoreError
 from ..jsonutil import blob_id as content_id
 from ..types import JsonValue
-from .base import ItemRecord, RunRecord
+from .base import ItemRecord, RunFilter, RunRecord
 
 __all__ = [
     "INLINE_LIMIT",
@@ -21,6 +21,7 @@ __all__ = [
     "SCHEMA_V1",
     "SCHEMA_V2_TABLES",
     "TABLES",
+    "filter_clauses",
     "journal_value",
     "loads_json",
     "loads_result",
@@ -164,3 +165,23 @@ def run_record(row: Sequence[Any], items: list[ItemRecord]) -> RunRecord:
         items=items,
         max_concurrency=row[11],
     )
+
+
+def filter_clauses(flt: RunFilter, mark: str, table: str = "") -> tuple[list[str], list[Any]]:
+    """The ``WHERE`` conditions of ``flt`` on the runs table (``table``: its alias and a dot) and
+    their parameters, ``mark`` being the driver's placeholder."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("status", flt.status),
+        ("flow_name", flt.flow_name),
+        ("root_run_id", flt.root_run_id),
+        ("parent_run_id", flt.parent_run_id),
+    ):
+        if value is not None:
+            clauses.append(f"{table}{column} = {mark}")
+            params.append(value)
+    if flt.max_depth is not None:
+        clauses.append(f"{table}depth <= {mark}")
+        params.append(flt.max_depth)
+    return clauses, params

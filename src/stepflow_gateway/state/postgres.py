@@ -53,6 +53,7 @@ from ._rows import (
     SCHEMA_V2_TABLES,
     SCHEMA_VERSION,
     TABLES,
+    filter_clauses,
     journal_value,
     loads_json,
     loads_result,
@@ -60,7 +61,7 @@ from ._rows import (
     run_record,
     schema_too_new,
 )
-from .base import ItemRecord, RunFilter, RunRecord, StepRecord
+from .base import ItemRecord, RunFilter, RunRecord, StepRecord, StoreLifecycle
 from .memory import check_paging, dumps_json, prepare_new_run
 
 if TYPE_CHECKING:
@@ -269,7 +270,7 @@ class _Op:
 # --- the store ------------------------------------------------------------------------------------
 
 
-class PostgresStore:
+class PostgresStore(StoreLifecycle):
     """A ``StateStore`` in one PostgreSQL database. Use ``async with`` or ``open()``/``close()``."""
 
     durable = True
@@ -338,13 +339,6 @@ class PostgresStore:
     def pending_writes(self) -> int:
         """Writes queued and not committed yet."""
         return self._queued - self._committed
-
-    async def __aenter__(self) -> PostgresStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # lifecycle ---------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -863,20 +857,7 @@ class PostgresStore:
 
     async def list_runs(self, flt: RunFilter) -> list[RunRecord]:
         check_paging(flt)
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("status", flt.status),
-            ("flow_name", flt.flow_name),
-            ("root_run_id", flt.root_run_id),
-            ("parent_run_id", flt.parent_run_id),
-        ):
-            if value is not None:
-                clauses.append(f"r.{column} = %s")
-                params.append(value)
-        if flt.max_depth is not None:
-            clauses.append("r.depth <= %s")
-            params.append(flt.max_depth)
+        clauses, params = filter_clauses(flt, "%s", "r.")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         params += [flt.limit, flt.offset]
         sql = f"{_RUN_SELECT}{where} ORDER BY r.seq DESC LIMIT %s OFFSET %s"

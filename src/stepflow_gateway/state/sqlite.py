@@ -47,6 +47,7 @@ from ._rows import (
     SCHEMA_V2_TABLES,
     SCHEMA_VERSION,
     TABLES,
+    filter_clauses,
     journal_value,
     loads_json,
     loads_result,
@@ -54,7 +55,7 @@ from ._rows import (
     run_record,
     schema_too_new,
 )
-from .base import ItemRecord, RunFilter, RunRecord, StepRecord
+from .base import ItemRecord, RunFilter, RunRecord, StepRecord, StoreLifecycle
 from .memory import check_paging, dumps_json, dumps_record, merge_completion, prepare_new_run
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "SqliteTarget", "parse_database_url"]
@@ -270,7 +271,7 @@ class _Committer:
         return len(self._ops)
 
 
-class SqliteStore:
+class SqliteStore(StoreLifecycle):
     """A ``StateStore`` in one SQLite database. Use ``async with`` or ``open()``/``close()``."""
 
     durable = True
@@ -312,13 +313,6 @@ class SqliteStore:
     def describe(self) -> dict[str, Any]:
         path = None if self.target.path is None else str(self.target.path.absolute())
         return {"type": "sqlite", "path": path, "mode": self.target.mode}
-
-    async def __aenter__(self) -> SqliteStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # lifecycle ---------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -724,20 +718,7 @@ class SqliteStore:
 
     async def list_runs(self, flt: RunFilter) -> list[RunRecord]:
         check_paging(flt)
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("status", flt.status),
-            ("flow_name", flt.flow_name),
-            ("root_run_id", flt.root_run_id),
-            ("parent_run_id", flt.parent_run_id),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if flt.max_depth is not None:
-            clauses.append("depth <= ?")
-            params.append(flt.max_depth)
+        clauses, params = filter_clauses(flt, "?")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params += [-1 if flt.limit is None else flt.limit, flt.offset]
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY seq DESC LIMIT ? OFFSET ?"
