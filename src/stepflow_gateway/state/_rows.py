@@ -4,7 +4,7 @@ tables, the rule for large journal values, and the decoding of stored rows."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from ..core.journal import JournalEvent
@@ -22,6 +22,8 @@ __all__ = [
     "SCHEMA_V2_TABLES",
     "TABLES",
     "filter_clauses",
+    "JOURNAL_SELECT",
+    "journal_events",
     "journal_value",
     "loads_json",
     "loads_result",
@@ -185,3 +187,30 @@ def filter_clauses(flt: RunFilter, mark: str, table: str = "") -> tuple[list[str
         clauses.append(f"{table}depth <= {mark}")
         params.append(flt.max_depth)
     return clauses, params
+
+
+JOURNAL_SELECT = (
+    "SELECT j.seq, j.run_id, j.kind, j.item, j.step, j.attempt, j.data, b.data, j.at "
+    "FROM journal j LEFT JOIN blobs b ON b.blob_id = j.blob_ref "
+    "WHERE j.root_run_id = {mark} AND j.seq > {mark} ORDER BY j.seq"
+)
+"""The journal of a root run after a ``seq`` (``str.format``: ``mark``, the driver's placeholder);
+its rows are read by ``journal_events``."""
+
+
+def journal_events(root_run_id: str, rows: Iterable[Sequence[Any]]) -> list[JournalEvent]:
+    """The events of rows of ``JOURNAL_SELECT``."""
+    return [
+        JournalEvent(
+            seq,
+            root_run_id,
+            run_id,
+            kind,
+            item,
+            step,
+            attempt,
+            loads_json(data if ref is None else ref),
+            at,
+        )
+        for seq, run_id, kind, item, step, attempt, data, ref, at in rows
+    ]

@@ -48,14 +48,15 @@ from ..logging import get_logger
 from ..types import JsonValue
 from ._rows import (
     INLINE_LIMIT,
+    JOURNAL_SELECT,
     RETRY_MAX_S,
     SCHEMA_V1,
     SCHEMA_V2_TABLES,
     SCHEMA_VERSION,
     TABLES,
     filter_clauses,
+    journal_events,
     journal_value,
-    loads_json,
     loads_result,
     not_migrated,
     run_record,
@@ -105,6 +106,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 )
 """
 
+_JOURNAL_SELECT = JOURNAL_SELECT.format(mark="%s")
 _RUN_SELECT = (
     "SELECT r.run_id, r.flow_id, r.flow_name, r.status, r.created_at, r.completed_at, r.root_run_id, "
     "r.parent_run_id, r.inputs, r.overrides, r.variables, r.max_concurrency, "
@@ -728,28 +730,13 @@ class PostgresStore(StoreLifecycle):
     async def read_journal(self, root_run_id: str, since: int = 0) -> list[JournalEvent]:
         async def read(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:
             cur = await conn.execute(
-                "SELECT j.seq, j.run_id, j.kind, j.item, j.step, j.attempt, j.data, b.data, j.at "
-                "FROM journal j LEFT JOIN blobs b ON b.blob_id = j.blob_ref "
-                "WHERE j.root_run_id = %s AND j.seq > %s ORDER BY j.seq",
+                _JOURNAL_SELECT,
                 (root_run_id, since),
             )
             return await cur.fetchall()
 
         rows = await self._read(read, what=f"read the journal of run {root_run_id}")
-        return [
-            JournalEvent(
-                seq,
-                root_run_id,
-                run_id,
-                kind,
-                item,
-                step,
-                attempt,
-                loads_json(data if ref is None else ref),
-                at,
-            )
-            for seq, run_id, kind, item, step, attempt, data, ref, at in rows
-        ]
+        return journal_events(root_run_id, rows)
 
     async def unfinished_runs(self, limit: int | None = None) -> list[RunRecord]:
         async def read(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:

@@ -42,14 +42,15 @@ from ..errors import RunNotFound, StateStoreError
 from ..logging import get_logger
 from ..types import JsonValue
 from ._rows import (
+    JOURNAL_SELECT,
     RETRY_MAX_S,
     SCHEMA_V1,
     SCHEMA_V2_TABLES,
     SCHEMA_VERSION,
     TABLES,
     filter_clauses,
+    journal_events,
     journal_value,
-    loads_json,
     loads_result,
     not_migrated,
     run_record,
@@ -91,6 +92,7 @@ DROP INDEX IF EXISTS runs_status;
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 """``(version, script)``: each brings the schema from ``version - 1`` to ``version``."""
 
+_JOURNAL_SELECT = JOURNAL_SELECT.format(mark="?")
 _RUN_COLUMNS = (
     "run_id, flow_id, flow_name, status, created_at, completed_at, root_run_id, parent_run_id, "
     "inputs, overrides, variables, max_concurrency"
@@ -558,25 +560,10 @@ class SqliteStore(StoreLifecycle):
     async def read_journal(self, root_run_id: str, since: int = 0) -> list[JournalEvent]:
         def read(conn: sqlite3.Connection) -> list[JournalEvent]:
             rows = conn.execute(
-                "SELECT j.seq, j.run_id, j.kind, j.item, j.step, j.attempt, j.data, b.data, j.at "
-                "FROM journal j LEFT JOIN blobs b ON b.blob_id = j.blob_ref "
-                "WHERE j.root_run_id = ? AND j.seq > ? ORDER BY j.seq",
+                _JOURNAL_SELECT,
                 (root_run_id, since),
             ).fetchall()
-            return [
-                JournalEvent(
-                    seq,
-                    root_run_id,
-                    run_id,
-                    kind,
-                    item,
-                    step,
-                    attempt,
-                    loads_json(data if ref is None else ref),
-                    at,
-                )
-                for seq, run_id, kind, item, step, attempt, data, ref, at in rows
-            ]
+            return journal_events(root_run_id, rows)
 
         return await self._read(read)
 
