@@ -46,22 +46,8 @@ from ..core.result import FlowResult
 from ..errors import StateStoreError
 from ..logging import get_logger
 from ..types import JsonValue
-from ._rows import (
-    INLINE_LIMIT,
-    JOURNAL_SELECT,
-    RETRY_MAX_S,
-    SCHEMA_V1,
-    SCHEMA_V2_TABLES,
-    SCHEMA_VERSION,
-    TABLES,
-    filter_clauses,
-    journal_events,
-    journal_value,
-    loads_result,
-    not_migrated,
-    run_record,
-    schema_too_new,
-)
+from . import _rows
+from ._rows import INLINE_LIMIT, SCHEMA_VERSION, journal_value, loads_result, run_record
 from .base import ItemRecord, RunFilter, RunRecord, StepRecord, StoreLifecycle
 from .memory import check_paging, dumps_json, prepare_new_run
 
@@ -88,9 +74,9 @@ _PIPELINE = psycopg.Pipeline.is_supported()
 _T = TypeVar("_T")
 
 _DIALECT = {"serial": "BIGSERIAL PRIMARY KEY", "bigint": "BIGINT", "real": "DOUBLE PRECISION", "keyed": ""}
-_SCHEMA_V1 = SCHEMA_V1.format(**_DIALECT)
+_SCHEMA_V1 = _rows.SCHEMA_V1.format(**_DIALECT)
 _SCHEMA_V2 = (
-    SCHEMA_V2_TABLES.format(**_DIALECT)
+    _rows.SCHEMA_V2_TABLES.format(**_DIALECT)
     + """
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS max_concurrency INTEGER;
 ALTER TABLE steps ADD COLUMN IF NOT EXISTS attempt INTEGER NOT NULL DEFAULT 0;
@@ -106,7 +92,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 )
 """
 
-_JOURNAL_SELECT = JOURNAL_SELECT.format(mark="%s")
+_JOURNAL_SELECT = _rows.JOURNAL_SELECT.format(mark="%s")
 _RUN_SELECT = (
     "SELECT r.run_id, r.flow_id, r.flow_name, r.status, r.created_at, r.completed_at, r.root_run_id, "
     "r.parent_run_id, r.inputs, r.overrides, r.variables, r.max_concurrency, "
@@ -410,12 +396,12 @@ class PostgresStore(StoreLifecycle):
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             version = await _schema_version(conn)
             if version > SCHEMA_VERSION:
-                raise schema_too_new(self.where, version)
+                raise _rows.schema_too_new(self.where, version)
             if version == SCHEMA_VERSION:
                 return False
             if not self.auto_migrate:
                 present = await _present_tables(conn) if version == 0 else set()
-                raise not_migrated(self.where, version, present, "autoMigrate is false")
+                raise _rows.not_migrated(self.where, version, present, "autoMigrate is false")
             target, script = MIGRATIONS[version]
             log.info("migrating state store schema", database=self.where, version=target)
             await conn.execute(_VERSION_TABLE)
@@ -536,7 +522,7 @@ class PostgresStore(StoreLifecycle):
                     writes=len(self._queue),
                 )
                 return
-            backoff = min(RETRY_MAX_S, backoff * 2 or 0.05)
+            backoff = min(_rows.RETRY_MAX_S, backoff * 2 or 0.05)
 
     def _resolve(self) -> None:
         if not self._waiters:
@@ -736,7 +722,7 @@ class PostgresStore(StoreLifecycle):
             return await cur.fetchall()
 
         rows = await self._read(read, what=f"read the journal of run {root_run_id}")
-        return journal_events(root_run_id, rows)
+        return _rows.journal_events(root_run_id, rows)
 
     async def unfinished_runs(self, limit: int | None = None) -> list[RunRecord]:
         async def read(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:
@@ -844,7 +830,7 @@ class PostgresStore(StoreLifecycle):
 
     async def list_runs(self, flt: RunFilter) -> list[RunRecord]:
         check_paging(flt)
-        clauses, params = filter_clauses(flt, "%s", "r.")
+        clauses, params = _rows.filter_clauses(flt, "%s", "r.")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         params += [flt.limit, flt.offset]
         sql = f"{_RUN_SELECT}{where} ORDER BY r.seq DESC LIMIT %s OFFSET %s"
@@ -907,6 +893,6 @@ async def _present_tables(conn: AsyncConnection[Any]) -> set[str]:
     cur = await conn.execute(
         "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND c.relname = ANY(%s) "
         "AND pg_table_is_visible(c.oid)",
-        (list(TABLES),),
+        (list(_rows.TABLES),),
     )
     return {row[0] for row in await cur.fetchall()}

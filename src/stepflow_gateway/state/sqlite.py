@@ -41,21 +41,8 @@ from ..core.result import FlowResult
 from ..errors import RunNotFound, StateStoreError
 from ..logging import get_logger
 from ..types import JsonValue
-from ._rows import (
-    JOURNAL_SELECT,
-    RETRY_MAX_S,
-    SCHEMA_V1,
-    SCHEMA_V2_TABLES,
-    SCHEMA_VERSION,
-    TABLES,
-    filter_clauses,
-    journal_events,
-    journal_value,
-    loads_result,
-    not_migrated,
-    run_record,
-    schema_too_new,
-)
+from . import _rows
+from ._rows import SCHEMA_VERSION, journal_value, loads_result, run_record
 from .base import ItemRecord, RunFilter, RunRecord, StepRecord, StoreLifecycle
 from .memory import check_paging, dumps_json, dumps_record, merge_completion, prepare_new_run
 
@@ -79,9 +66,9 @@ _DIALECT = {  # the column types of this dialect in the shared schema (state/_ro
     "real": "REAL",
     "keyed": " WITHOUT ROWID",
 }
-_SCHEMA_V1 = SCHEMA_V1.format(**_DIALECT)
+_SCHEMA_V1 = _rows.SCHEMA_V1.format(**_DIALECT)
 _SCHEMA_V2 = (
-    SCHEMA_V2_TABLES.format(**_DIALECT)
+    _rows.SCHEMA_V2_TABLES.format(**_DIALECT)
     + """
 ALTER TABLE runs ADD COLUMN max_concurrency INTEGER;
 ALTER TABLE steps ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
@@ -92,7 +79,7 @@ DROP INDEX IF EXISTS runs_status;
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 """``(version, script)``: each brings the schema from ``version - 1`` to ``version``."""
 
-_JOURNAL_SELECT = JOURNAL_SELECT.format(mark="?")
+_JOURNAL_SELECT = _rows.JOURNAL_SELECT.format(mark="?")
 _RUN_COLUMNS = (
     "run_id, flow_id, flow_name, status, created_at, completed_at, root_run_id, parent_run_id, "
     "inputs, overrides, variables, max_concurrency"
@@ -221,7 +208,7 @@ class _Committer:
             _rollback(conn)
             self._ops[:0] = ops  # kept, in order, for the next try
             self.failure = error = StateStoreError(f"{self.where}: cannot write ({exc})")
-            self._backoff = min(RETRY_MAX_S, self._backoff * 2 or 0.05)
+            self._backoff = min(_rows.RETRY_MAX_S, self._backoff * 2 or 0.05)
             if self._scheduled is None:
                 self._scheduled = self._loop.call_later(self._backoff, self.commit)
             waiters, self._waiters = self._waiters, []
@@ -399,19 +386,19 @@ class SqliteStore(StoreLifecycle):
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise schema_too_new(self._where, version)
-        marks = ", ".join("?" * len(TABLES))
+            raise _rows.schema_too_new(self._where, version)
+        marks = ", ".join("?" * len(_rows.TABLES))
         present = {
             row[0]
             for row in conn.execute(
-                f"SELECT name FROM sqlite_master WHERE type='table' AND name IN ({marks})", TABLES
+                f"SELECT name FROM sqlite_master WHERE type='table' AND name IN ({marks})", _rows.TABLES
             )
         }
-        if version == SCHEMA_VERSION and present == set(TABLES):
+        if version == SCHEMA_VERSION and present == set(_rows.TABLES):
             return
         if not self.auto_migrate or self.target.mode == "ro":
             why = "the store is read-only" if self.target.mode == "ro" else "autoMigrate is false"
-            raise not_migrated(self._where, version, present, why)
+            raise _rows.not_migrated(self._where, version, present, why)
         for target_version, script in MIGRATIONS:
             if target_version <= version:
                 continue
@@ -563,7 +550,7 @@ class SqliteStore(StoreLifecycle):
                 _JOURNAL_SELECT,
                 (root_run_id, since),
             ).fetchall()
-            return journal_events(root_run_id, rows)
+            return _rows.journal_events(root_run_id, rows)
 
         return await self._read(read)
 
@@ -705,7 +692,7 @@ class SqliteStore(StoreLifecycle):
 
     async def list_runs(self, flt: RunFilter) -> list[RunRecord]:
         check_paging(flt)
-        clauses, params = filter_clauses(flt, "?")
+        clauses, params = _rows.filter_clauses(flt, "?")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params += [-1 if flt.limit is None else flt.limit, flt.offset]
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY seq DESC LIMIT ? OFFSET ?"
