@@ -14,6 +14,12 @@ __all__ = ["flow_json_schema"]
 
 def flow_json_schema() -> dict[str, Any]:
     expr = {"$ref": "#/$defs/Expr"}
+
+    def named_input(extra: dict[str, Any]) -> dict[str, Any]:
+        """An example or a test case: a name, an optional description, an input, and ``extra``."""
+        properties = {"name": {"type": "string"}, "description": {"type": "string"}, "input": {}}
+        return {"type": "object", "properties": properties | extra, "required": ["name", "input"]}
+
     path = {"type": ["string", "null"], "description": 'A bare key, or a $-path like $.a[0]["b.c"]'}
     backoff = {
         "type": "object",
@@ -55,18 +61,7 @@ def flow_json_schema() -> dict[str, Any]:
             "steps": {"type": "array", "items": {"$ref": "#/$defs/Step"}},
             "output": expr,
             "test": {"$ref": "#/$defs/Test"},
-            "examples": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "name": {"type": "string"},
-                        "description": {"type": "string"},
-                        "input": {},
-                    },
-                    "required": ["name", "input"],
-                },
-            },
+            "examples": {"type": "array", "items": named_input({})},
             "metadata": {"type": "object"},
         },
         "$defs": {
@@ -162,19 +157,7 @@ def flow_json_schema() -> dict[str, Any]:
                 "properties": {
                     "servers": {"type": "object"},
                     "config": {"type": "object"},
-                    "cases": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "properties": {
-                                "name": {"type": "string"},
-                                "description": {"type": "string"},
-                                "input": {},
-                                "output": {"type": "object"},
-                            },
-                            "required": ["name", "input"],
-                        },
-                    },
+                    "cases": {"type": "array", "items": named_input({"output": {"type": "object"}})},
                 },
             },
         },

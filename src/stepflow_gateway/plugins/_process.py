@@ -42,6 +42,8 @@ import anyio.lowlevel
 import structlog
 from anyio.abc import ByteReceiveStream, ByteSendStream, Process
 
+from ..protocol.framing import StreamReaderReceive
+
 __all__ = ["child_preexec", "guard_group", "open_process", "reaper_pid", "release_group"]
 
 log = structlog.get_logger(__name__)
@@ -262,7 +264,8 @@ def reaper_pid() -> int | None:
 # -- spawning ------------------------------------------------------------------------------------
 
 
-def _on_asyncio() -> bool:
+def on_asyncio() -> bool:
+    """Whether an asyncio loop runs this task."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -287,7 +290,7 @@ async def open_process(
         OSError: the process could not be spawned.
     """
     process: Process
-    if _on_asyncio():
+    if on_asyncio():
         raw = await asyncio.create_subprocess_exec(
             *argv,
             stdin=stdin,
@@ -311,24 +314,6 @@ async def open_process(
         )
     guard_group(process.pid)
     return process
-
-
-class _Receive(ByteReceiveStream):
-    __slots__ = ("_reader",)
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self._reader = reader
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        data = await self._reader.read(max_bytes)
-        if not data:
-            raise anyio.EndOfStream
-        return data
-
-    async def aclose(self) -> None:
-        # Later (and pending) reads fail as on anyio's own process streams.
-        self._reader.set_exception(anyio.ClosedResourceError())
-        await anyio.lowlevel.checkpoint()
 
 
 class _Send(ByteSendStream):
@@ -362,8 +347,8 @@ class _AsyncioProcess(Process):
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self._process = process
         self._stdin = _Send(process.stdin) if process.stdin is not None else None
-        self._stdout = _Receive(process.stdout) if process.stdout is not None else None
-        self._stderr = _Receive(process.stderr) if process.stderr is not None else None
+        self._stdout = StreamReaderReceive(process.stdout) if process.stdout is not None else None
+        self._stderr = StreamReaderReceive(process.stderr) if process.stderr is not None else None
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):

@@ -17,12 +17,14 @@ not JSON is logged and skipped (the gateway ignores noise on a peer's stdout, pr
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pydantic_core
 import structlog
 from anyio.abc import ByteReceiveStream, ByteSendStream
@@ -33,6 +35,7 @@ __all__ = [
     "CODECS",
     "DEFAULT_LINE_LIMIT",
     "FrameChannel",
+    "StreamReaderReceive",
     "LineChannel",
     "available_codecs",
     "dumps",
@@ -97,6 +100,26 @@ CODECS = _codec_table()
 def available_codecs() -> list[str]:
     """Codec names this process can use, in preference order."""
     return [name for name in CODECS if name != "json-stdlib"]
+
+
+class StreamReaderReceive(ByteReceiveStream):
+    """A byte stream over an asyncio ``StreamReader`` (EOF: ``anyio.EndOfStream``)."""
+
+    __slots__ = ("_reader",)
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        data = await self._reader.read(max_bytes)
+        if not data:
+            raise anyio.EndOfStream
+        return data
+
+    async def aclose(self) -> None:
+        # Later (and pending) reads fail as on anyio's own process streams.
+        self._reader.set_exception(anyio.ClosedResourceError())
+        await anyio.lowlevel.checkpoint()
 
 
 class LineChannel:

@@ -14,26 +14,13 @@ from typing import Any
 import anyio
 
 from ..protocol.framepeer import FramePeer
-from ..protocol.framing import LineChannel
+from ..protocol.framing import LineChannel, StreamReaderReceive
 from ..protocol.jsonrpc import Peer
 from ..protocol.messages import Method
 from ._handler import ComponentHandler
 from .negotiate import accept_offer
 
 __all__ = ["serve_stdio"]
-
-
-class _Reader:
-    """``receive(n)`` over an asyncio StreamReader (EOF → ``anyio.EndOfStream``)."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self._reader = reader
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        data = await self._reader.read(max_bytes)
-        if not data:
-            raise anyio.EndOfStream
-        return data
 
 
 class _Writer:
@@ -82,7 +69,7 @@ async def _std_streams() -> tuple[Any, Any]:
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(in_fd, "rb", buffering=0)
         )
-        rx = _Reader(reader)
+        rx = StreamReaderReceive(reader)
     except ValueError:
         rx = _FdReader(in_fd)
     try:

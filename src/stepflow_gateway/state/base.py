@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from ..core.journal import JournalEvent
 from ..core.result import FlowResult
 from ..types import JsonValue
 
-__all__ = ["ItemRecord", "RunRecord", "RunFilter", "StateStore", "StepRecord"]
+__all__ = ["ItemRecord", "RunRecord", "RunFilter", "StateStore", "StepRecord", "StoreLifecycle"]
 
 
 @dataclass(slots=True)
@@ -102,6 +102,23 @@ class RunFilter:
     """0 = top-level runs only."""
     limit: int | None = None
     offset: int = 0
+
+
+class StoreLifecycle:
+    """``async with store:`` opens the store and closes it (the implementations' ``open``/``close``)."""
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 class StateStore(Protocol):

@@ -28,7 +28,7 @@ from ..core.journal import JournalEvent
 from ..errors import RunNotFound, StateStoreError
 from ..logging import get_logger
 from ..types import JsonValue
-from .base import ItemRecord, RunFilter, RunRecord, StepRecord
+from .base import ItemRecord, RunFilter, RunRecord, StepRecord, StoreLifecycle
 
 __all__ = ["DEFAULT_MAX_BLOB_BYTES", "DEFAULT_MAX_FINISHED_RUNS", "DEFAULT_MAX_FINISHED_STEPS", "MemoryStore"]
 
@@ -177,7 +177,7 @@ class _Blob:
     size: int
 
 
-class MemoryStore:
+class MemoryStore(StoreLifecycle):
     """A bounded in-process store. Every method is atomic (no awaits inside)."""
 
     suspends = False
@@ -206,13 +206,6 @@ class MemoryStore:
         self._records: dict[str, str] = {}
         self._journal: dict[str, list[JournalEvent]] = {}  # root run id -> events; dropped with the root
         self.on_commit: Any = None
-
-    async def __aenter__(self) -> MemoryStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def open(self) -> None:
         return None

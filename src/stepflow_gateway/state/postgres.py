@@ -44,10 +44,11 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ..core.journal import JournalEvent
 from ..core.result import FlowResult
 from ..errors import StateStoreError
-from ..jsonutil import blob_id as content_id
 from ..logging import get_logger
 from ..types import JsonValue
-from .base import ItemRecord, RunFilter, RunRecord, StepRecord
+from . import _rows
+from ._rows import INLINE_LIMIT, SCHEMA_VERSION, journal_value, loads_result, run_record
+from .base import ItemRecord, RunFilter, RunRecord, StepRecord, StoreLifecycle
 from .memory import check_paging, dumps_json, prepare_new_run
 
 if TYPE_CHECKING:
@@ -64,11 +65,6 @@ __all__ = [
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION = 2
-INLINE_LIMIT = 64 * 1024
-"""Journal values whose JSON is longer than this are stored as blobs (once) and referenced."""
-RETRY_MAX_S = 5.0
-"""Longest pause between tries of a batch that could not be written."""
 MAX_BATCH = 1000
 """Most queued writes committed in one transaction."""
 DEFAULT_MAX_CONNECTIONS = 5
@@ -77,79 +73,18 @@ _PIPELINE = psycopg.Pipeline.is_supported()
 """libpq >= 14: a batch's statements are sent without waiting for each result."""
 _T = TypeVar("_T")
 
-_SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS blobs (
-    blob_id   TEXT PRIMARY KEY,
-    blob_type TEXT NOT NULL,
-    data      TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    seq           BIGSERIAL PRIMARY KEY,
-    run_id        TEXT NOT NULL UNIQUE,
-    flow_id       TEXT NOT NULL,
-    flow_name     TEXT,
-    status        TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
-    completed_at  TEXT,
-    root_run_id   TEXT,
-    parent_run_id TEXT,
-    depth         INTEGER NOT NULL DEFAULT 0,
-    inputs        TEXT NOT NULL,
-    overrides     TEXT,
-    variables     TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
-CREATE INDEX IF NOT EXISTS runs_flow_status ON runs (flow_id, status);
-CREATE INDEX IF NOT EXISTS runs_flow_name ON runs (flow_name);
-CREATE INDEX IF NOT EXISTS runs_root ON runs (root_run_id);
-CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id);
-CREATE TABLE IF NOT EXISTS items (
-    run_id       TEXT NOT NULL,
-    item_index   INTEGER NOT NULL,
-    status       TEXT NOT NULL,
-    result       TEXT,
-    completed_at TEXT,
-    PRIMARY KEY (run_id, item_index)
-);
-CREATE TABLE IF NOT EXISTS steps (
-    run_id       TEXT NOT NULL,
-    item_index   INTEGER NOT NULL,
-    step_index   INTEGER NOT NULL,
-    step_id      TEXT NOT NULL,
-    component    TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    result       TEXT,
-    started_at   TEXT,
-    completed_at TEXT,
-    PRIMARY KEY (run_id, item_index, step_index)
-);
-"""
-_SCHEMA_V2 = """
-CREATE TABLE IF NOT EXISTS records (
-    key        TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL
-);
-CREATE TABLE IF NOT EXISTS journal (
-    root_run_id TEXT NOT NULL,
-    seq         BIGINT NOT NULL,
-    run_id      TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    item        INTEGER NOT NULL,
-    step        TEXT,
-    attempt     INTEGER NOT NULL,
-    data        TEXT,
-    blob_ref    TEXT,
-    at          DOUBLE PRECISION NOT NULL,
-    PRIMARY KEY (root_run_id, seq)
-);
+_DIALECT = {"serial": "BIGSERIAL PRIMARY KEY", "bigint": "BIGINT", "real": "DOUBLE PRECISION", "keyed": ""}
+_SCHEMA_V1 = _rows.SCHEMA_V1.format(**_DIALECT)
+_SCHEMA_V2 = (
+    _rows.SCHEMA_V2_TABLES.format(**_DIALECT)
+    + """
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS max_concurrency INTEGER;
 ALTER TABLE steps ADD COLUMN IF NOT EXISTS attempt INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS runs_unfinished ON runs (seq) WHERE status = 'running' AND parent_run_id IS NULL;
 """
+)
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 """``(version, script)``: each brings the schema from ``version - 1`` to ``version``."""
-_TABLES = ("blobs", "runs", "items", "steps", "records", "journal")
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
     version    INTEGER PRIMARY KEY,
@@ -157,6 +92,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
 )
 """
 
+_JOURNAL_SELECT = _rows.JOURNAL_SELECT.format(mark="%s")
 _RUN_SELECT = (
     "SELECT r.run_id, r.flow_id, r.flow_name, r.status, r.created_at, r.completed_at, r.root_run_id, "
     "r.parent_run_id, r.inputs, r.overrides, r.variables, r.max_concurrency, "
@@ -287,51 +223,20 @@ def _droppable(exc: BaseException) -> bool:
     return not isinstance(exc, psycopg.Error | TimeoutError | OSError)
 
 
-def _loads(text: str | None) -> JsonValue:
-    return None if text is None else json.loads(text)
-
-
 def _result_text(result: FlowResult | None, what: str) -> str | None:
     return None if result is None else dumps_json(result.to_json(), what=what)
 
 
-def _result(text: str | None) -> FlowResult | None:
-    return None if text is None else FlowResult.from_json(json.loads(text))
-
-
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    items = [ItemRecord(i[0], i[1], _result(i[2]), i[3]) for i in row[12] or ()]
-    return RunRecord(
-        run_id=row[0],
-        flow_id=row[1],
-        flow_name=row[2],
-        status=row[3],
-        created_at=row[4],
-        completed_at=row[5],
-        root_run_id=row[6],
-        parent_run_id=row[7],
-        inputs=json.loads(row[8]),
-        overrides=_loads(row[9]),
-        variables=_loads(row[10]),
-        items=items,
-        max_concurrency=row[11],
-    )
+    return run_record(row, [ItemRecord(i[0], i[1], loads_result(i[2]), i[3]) for i in row[12] or ()])
 
 
 def _journal_row(ev: JournalEvent) -> tuple[tuple[Any, ...], tuple[str, str] | None]:
     """The journal row of ``ev`` and, for a large value, the ``(blob_id, text)`` it refers to."""
-    data = ev.data
-    if isinstance(data, FlowResult):
-        data = data.to_json()
-    text = ref = None
-    blob = None
-    if data is not None:
-        text = dumps_json(data, what=f"journal event {ev.kind} of run {ev.run_id}")
-        if len(text) > INLINE_LIMIT:
-            ref = content_id(data)
-            blob = (ref, text)
-            text = None
-    row = (ev.root_run_id, ev.seq, ev.run_id, ev.kind, ev.item, ev.step, ev.attempt, text, ref, ev.at)
+    text, ref = journal_value(ev, dumps_json)
+    blob = None if ref is None or text is None else (ref, text)
+    inline = None if blob else text
+    row = (ev.root_run_id, ev.seq, ev.run_id, ev.kind, ev.item, ev.step, ev.attempt, inline, ref, ev.at)
     return row, blob
 
 
@@ -353,7 +258,7 @@ class _Op:
 # --- the store ------------------------------------------------------------------------------------
 
 
-class PostgresStore:
+class PostgresStore(StoreLifecycle):
     """A ``StateStore`` in one PostgreSQL database. Use ``async with`` or ``open()``/``close()``."""
 
     durable = True
@@ -423,13 +328,6 @@ class PostgresStore:
         """Writes queued and not committed yet."""
         return self._queued - self._committed
 
-    async def __aenter__(self) -> PostgresStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     # lifecycle ---------------------------------------------------------------------------------
     async def open(self) -> None:
         if self._pool is not None:
@@ -498,22 +396,12 @@ class PostgresStore:
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
             version = await _schema_version(conn)
             if version > SCHEMA_VERSION:
-                raise StateStoreError(
-                    f"{self.where} has schema version {version}, newer than this gateway's "
-                    f"{SCHEMA_VERSION}; use a newer stepflow-gateway or another database"
-                )
+                raise _rows.schema_too_new(self.where, version)
             if version == SCHEMA_VERSION:
                 return False
             if not self.auto_migrate:
-                if version == 0:
-                    present = await _present_tables(conn)
-                    missing = ", ".join(t for t in _TABLES if t not in present) or "none"
-                    what = f"has no gateway schema (missing tables: {missing})"
-                else:
-                    what = f"has schema version {version}, older than this gateway's {SCHEMA_VERSION}"
-                raise StateStoreError(
-                    f"{self.where} {what} and autoMigrate is false; open it once with autoMigrate: true"
-                )
+                present = await _present_tables(conn) if version == 0 else set()
+                raise _rows.not_migrated(self.where, version, present, "autoMigrate is false")
             target, script = MIGRATIONS[version]
             log.info("migrating state store schema", database=self.where, version=target)
             await conn.execute(_VERSION_TABLE)
@@ -634,7 +522,7 @@ class PostgresStore:
                     writes=len(self._queue),
                 )
                 return
-            backoff = min(RETRY_MAX_S, backoff * 2 or 0.05)
+            backoff = min(_rows.RETRY_MAX_S, backoff * 2 or 0.05)
 
     def _resolve(self) -> None:
         if not self._waiters:
@@ -828,20 +716,13 @@ class PostgresStore:
     async def read_journal(self, root_run_id: str, since: int = 0) -> list[JournalEvent]:
         async def read(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:
             cur = await conn.execute(
-                "SELECT j.seq, j.run_id, j.kind, j.item, j.step, j.attempt, j.data, b.data, j.at "
-                "FROM journal j LEFT JOIN blobs b ON b.blob_id = j.blob_ref "
-                "WHERE j.root_run_id = %s AND j.seq > %s ORDER BY j.seq",
+                _JOURNAL_SELECT,
                 (root_run_id, since),
             )
             return await cur.fetchall()
 
         rows = await self._read(read, what=f"read the journal of run {root_run_id}")
-        return [
-            JournalEvent(
-                seq, root_run_id, run_id, kind, item, step, attempt, _loads(data if ref is None else ref), at
-            )
-            for seq, run_id, kind, item, step, attempt, data, ref, at in rows
-        ]
+        return _rows.journal_events(root_run_id, rows)
 
     async def unfinished_runs(self, limit: int | None = None) -> list[RunRecord]:
         async def read(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:
@@ -949,20 +830,7 @@ class PostgresStore:
 
     async def list_runs(self, flt: RunFilter) -> list[RunRecord]:
         check_paging(flt)
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("status", flt.status),
-            ("flow_name", flt.flow_name),
-            ("root_run_id", flt.root_run_id),
-            ("parent_run_id", flt.parent_run_id),
-        ):
-            if value is not None:
-                clauses.append(f"r.{column} = %s")
-                params.append(value)
-        if flt.max_depth is not None:
-            clauses.append("r.depth <= %s")
-            params.append(flt.max_depth)
+        clauses, params = _rows.filter_clauses(flt, "%s", "r.")
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         params += [flt.limit, flt.offset]
         sql = f"{_RUN_SELECT}{where} ORDER BY r.seq DESC LIMIT %s OFFSET %s"
@@ -983,7 +851,7 @@ class PostgresStore:
             return await cur.fetchall()
 
         rows = await self._read(get, what=f"read the steps of run {run_id}")
-        return [StepRecord(r[0], r[1], r[2], r[3], r[4], _result(r[5]), r[6], r[7], r[8]) for r in rows]
+        return [StepRecord(r[0], r[1], r[2], r[3], r[4], loads_result(r[5]), r[6], r[7], r[8]) for r in rows]
 
     async def delete_run(self, run_id: str) -> bool:
         async def delete(conn: AsyncConnection[Any]) -> bool:
@@ -1025,6 +893,6 @@ async def _present_tables(conn: AsyncConnection[Any]) -> set[str]:
     cur = await conn.execute(
         "SELECT c.relname FROM pg_class c WHERE c.relkind = 'r' AND c.relname = ANY(%s) "
         "AND pg_table_is_visible(c.oid)",
-        (list(_TABLES),),
+        (list(_rows.TABLES),),
     )
     return {row[0] for row in await cur.fetchall()}

@@ -42,21 +42,17 @@ import anyio.to_thread
 from ..core.journal import JournalEvent
 from ..core.result import FlowResult
 from ..errors import RunNotFound, StateStoreError
-from ..jsonutil import blob_id as content_id
 from ..logging import get_logger
 from ..types import JsonValue
-from .base import ItemRecord, RunFilter, RunRecord, StepRecord
+from . import _rows
+from ._rows import SCHEMA_VERSION, journal_value, loads_result, run_record
+from .base import ItemRecord, RunFilter, RunRecord, StepRecord, StoreLifecycle
 from .memory import check_paging, dumps_json, dumps_record, merge_completion, prepare_new_run
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "SqliteTarget", "parse_database_url"]
 
 log = get_logger(__name__)
 
-SCHEMA_VERSION = 2
-INLINE_LIMIT = 64 * 1024
-"""Journal values whose JSON is longer than this are stored as blobs (once) and referenced."""
-RETRY_MAX_S = 5.0
-"""Longest pause between tries of a batch that could not be written."""
 WRITE_BUSY_MS = 200
 """How long a commit (on the event loop) waits for a lock another process holds before the batch
 is left queued and tried again later."""
@@ -64,72 +60,16 @@ Mode = Literal["ro", "rw", "rwc", "memory"]
 _MODES: tuple[Mode, ...] = ("ro", "rw", "rwc", "memory")
 _T = TypeVar("_T")
 
-_SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS blobs (
-    blob_id   TEXT PRIMARY KEY,
-    blob_type TEXT NOT NULL,
-    data      TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id        TEXT NOT NULL UNIQUE,
-    flow_id       TEXT NOT NULL,
-    flow_name     TEXT,
-    status        TEXT NOT NULL,
-    created_at    TEXT NOT NULL,
-    completed_at  TEXT,
-    root_run_id   TEXT,
-    parent_run_id TEXT,
-    depth         INTEGER NOT NULL DEFAULT 0,
-    inputs        TEXT NOT NULL,
-    overrides     TEXT,
-    variables     TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
-CREATE INDEX IF NOT EXISTS runs_flow_status ON runs (flow_id, status);
-CREATE INDEX IF NOT EXISTS runs_flow_name ON runs (flow_name);
-CREATE INDEX IF NOT EXISTS runs_root ON runs (root_run_id);
-CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id);
-CREATE TABLE IF NOT EXISTS items (
-    run_id       TEXT NOT NULL,
-    item_index   INTEGER NOT NULL,
-    status       TEXT NOT NULL,
-    result       TEXT,
-    completed_at TEXT,
-    PRIMARY KEY (run_id, item_index)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS steps (
-    run_id       TEXT NOT NULL,
-    item_index   INTEGER NOT NULL,
-    step_index   INTEGER NOT NULL,
-    step_id      TEXT NOT NULL,
-    component    TEXT NOT NULL,
-    status       TEXT NOT NULL,
-    result       TEXT,
-    started_at   TEXT,
-    completed_at TEXT,
-    PRIMARY KEY (run_id, item_index, step_index)
-) WITHOUT ROWID;
-"""
-_SCHEMA_V2 = """
-CREATE TABLE IF NOT EXISTS records (
-    key        TEXT PRIMARY KEY,
-    value      TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS journal (
-    root_run_id TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
-    run_id      TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    item        INTEGER NOT NULL,
-    step        TEXT,
-    attempt     INTEGER NOT NULL,
-    data        TEXT,
-    blob_ref    TEXT,
-    at          REAL NOT NULL,
-    PRIMARY KEY (root_run_id, seq)
-) WITHOUT ROWID;
+_DIALECT = {  # the column types of this dialect in the shared schema (state/_rows.py)
+    "serial": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "bigint": "INTEGER",
+    "real": "REAL",
+    "keyed": " WITHOUT ROWID",
+}
+_SCHEMA_V1 = _rows.SCHEMA_V1.format(**_DIALECT)
+_SCHEMA_V2 = (
+    _rows.SCHEMA_V2_TABLES.format(**_DIALECT)
+    + """
 ALTER TABLE runs ADD COLUMN max_concurrency INTEGER;
 ALTER TABLE steps ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
 DROP INDEX IF EXISTS runs_status;
@@ -139,10 +79,11 @@ CREATE INDEX IF NOT EXISTS runs_status_seq ON runs (status, seq);
 CREATE INDEX IF NOT EXISTS runs_active_flow ON runs (flow_id) WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 """
+)
 MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _SCHEMA_V1), (2, _SCHEMA_V2))
 """``(version, script)``: each brings the schema from ``version - 1`` to ``version``."""
-_TABLES = ("blobs", "runs", "items", "steps", "records", "journal")
 
+_JOURNAL_SELECT = _rows.JOURNAL_SELECT.format(mark="?")
 _RUN_COLUMNS = (
     "run_id, flow_id, flow_name, status, created_at, completed_at, root_run_id, parent_run_id, "
     "inputs, overrides, variables, max_concurrency"
@@ -190,16 +131,8 @@ def parse_database_url(url: str) -> SqliteTarget:
 # --- the store ------------------------------------------------------------------------------------
 
 
-def _loads(text: str | None) -> JsonValue:
-    return None if text is None else json.loads(text)
-
-
 def _result_text(result: FlowResult | None, what: str) -> str | None:
     return None if result is None else dumps_record(result.to_json(), what=what)
-
-
-def _result(text: str | None) -> FlowResult | None:
-    return None if text is None else FlowResult.from_json(json.loads(text))
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
@@ -275,7 +208,7 @@ class _Committer:
             _rollback(conn)
             self._ops[:0] = ops  # kept, in order, for the next try
             self.failure = error = StateStoreError(f"{self.where}: cannot write ({exc})")
-            self._backoff = min(RETRY_MAX_S, self._backoff * 2 or 0.05)
+            self._backoff = min(_rows.RETRY_MAX_S, self._backoff * 2 or 0.05)
             if self._scheduled is None:
                 self._scheduled = self._loop.call_later(self._backoff, self.commit)
             waiters, self._waiters = self._waiters, []
@@ -313,7 +246,7 @@ class _Committer:
         return len(self._ops)
 
 
-class SqliteStore:
+class SqliteStore(StoreLifecycle):
     """A ``StateStore`` in one SQLite database. Use ``async with`` or ``open()``/``close()``."""
 
     durable = True
@@ -354,13 +287,6 @@ class SqliteStore:
     def describe(self) -> dict[str, Any]:
         path = None if self.target.path is None else str(self.target.path.absolute())
         return {"type": "sqlite", "path": path, "mode": self.target.mode}
-
-    async def __aenter__(self) -> SqliteStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # lifecycle ---------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -440,27 +366,19 @@ class SqliteStore:
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise StateStoreError(
-                f"{self._where} has schema version {version}, newer than this gateway's {SCHEMA_VERSION}; "
-                "use a newer stepflow-gateway or another database"
-            )
-        marks = ", ".join("?" * len(_TABLES))
+            raise _rows.schema_too_new(self._where, version)
+        marks = ", ".join("?" * len(_rows.TABLES))
         present = {
             row[0]
             for row in conn.execute(
-                f"SELECT name FROM sqlite_master WHERE type='table' AND name IN ({marks})", _TABLES
+                f"SELECT name FROM sqlite_master WHERE type='table' AND name IN ({marks})", _rows.TABLES
             )
         }
-        if version == SCHEMA_VERSION and present == set(_TABLES):
+        if version == SCHEMA_VERSION and present == set(_rows.TABLES):
             return
         if not self.auto_migrate or self.target.mode == "ro":
             why = "the store is read-only" if self.target.mode == "ro" else "autoMigrate is false"
-            if version == 0:
-                missing = ", ".join(t for t in _TABLES if t not in present) or "none"
-                what = f"has no gateway schema (missing tables: {missing})"
-            else:
-                what = f"has schema version {version}, older than this gateway's {SCHEMA_VERSION}"
-            raise StateStoreError(f"{self._where} {what} and {why}; open it once with autoMigrate: true")
+            raise _rows.not_migrated(self._where, version, present, why)
         for target_version, script in MIGRATIONS:
             if target_version <= version:
                 continue
@@ -603,25 +521,10 @@ class SqliteStore:
     async def read_journal(self, root_run_id: str, since: int = 0) -> list[JournalEvent]:
         def read(conn: sqlite3.Connection) -> list[JournalEvent]:
             rows = conn.execute(
-                "SELECT j.seq, j.run_id, j.kind, j.item, j.step, j.attempt, j.data, b.data, j.at "
-                "FROM journal j LEFT JOIN blobs b ON b.blob_id = j.blob_ref "
-                "WHERE j.root_run_id = ? AND j.seq > ? ORDER BY j.seq",
+                _JOURNAL_SELECT,
                 (root_run_id, since),
             ).fetchall()
-            return [
-                JournalEvent(
-                    seq,
-                    root_run_id,
-                    run_id,
-                    kind,
-                    item,
-                    step,
-                    attempt,
-                    _loads(data if ref is None else ref),
-                    at,
-                )
-                for seq, run_id, kind, item, step, attempt, data, ref, at in rows
-            ]
+            return _rows.journal_events(root_run_id, rows)
 
         return await self._read(read)
 
@@ -633,7 +536,7 @@ class SqliteStore:
                 (-1 if limit is None else limit,),
             ).fetchall()
             items = _select_items(conn, [row[0] for row in rows])
-            return [_run_record(row, items.get(row[0], [])) for row in rows]
+            return [run_record(row, items.get(row[0], [])) for row in rows]
 
         return await self._read(read)
 
@@ -757,26 +660,13 @@ class SqliteStore:
             row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if row is None:
                 return None
-            return _run_record(row, _select_items(conn, [run_id]).get(run_id, []))
+            return run_record(row, _select_items(conn, [run_id]).get(run_id, []))
 
         return await self._read(get)
 
     async def list_runs(self, flt: RunFilter) -> list[RunRecord]:
         check_paging(flt)
-        clauses: list[str] = []
-        params: list[Any] = []
-        for column, value in (
-            ("status", flt.status),
-            ("flow_name", flt.flow_name),
-            ("root_run_id", flt.root_run_id),
-            ("parent_run_id", flt.parent_run_id),
-        ):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        if flt.max_depth is not None:
-            clauses.append("depth <= ?")
-            params.append(flt.max_depth)
+        clauses, params = _rows.filter_clauses(flt, "?")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         params += [-1 if flt.limit is None else flt.limit, flt.offset]
         sql = f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY seq DESC LIMIT ? OFFSET ?"
@@ -784,7 +674,7 @@ class SqliteStore:
         def list_(conn: sqlite3.Connection) -> list[RunRecord]:
             rows = conn.execute(sql, params).fetchall()
             items = _select_items(conn, [row[0] for row in rows])
-            return [_run_record(row, items.get(row[0], [])) for row in rows]
+            return [run_record(row, items.get(row[0], [])) for row in rows]
 
         return await self._read(list_)
 
@@ -795,7 +685,9 @@ class SqliteStore:
                 "completed_at, attempt FROM steps WHERE run_id = ? ORDER BY item_index, step_index",
                 (run_id,),
             ).fetchall()
-            return [StepRecord(r[0], r[1], r[2], r[3], r[4], _result(r[5]), r[6], r[7], r[8]) for r in rows]
+            return [
+                StepRecord(r[0], r[1], r[2], r[3], r[4], loads_result(r[5]), r[6], r[7], r[8]) for r in rows
+            ]
 
         return await self._read(get)
 
@@ -840,40 +732,21 @@ def _in_transaction(fn: Callable[[sqlite3.Connection], _T]) -> Callable[[sqlite3
 
 def _journal_row(ev: JournalEvent) -> tuple[Any, ...]:
     """``(root, seq, run, kind, item, step, attempt, data, blob_ref, at, blob_text)``."""
-    data = ev.data
-    if isinstance(data, FlowResult):
-        data = data.to_json()
-    if data is None:
-        return (
-            ev.root_run_id,
-            ev.seq,
-            ev.run_id,
-            ev.kind,
-            ev.item,
-            ev.step,
-            ev.attempt,
-            None,
-            None,
-            ev.at,
-            None,
-        )
-    text = dumps_record(data, what=f"journal event {ev.kind} of run {ev.run_id}")
-    if len(text) <= INLINE_LIMIT:
-        return (
-            ev.root_run_id,
-            ev.seq,
-            ev.run_id,
-            ev.kind,
-            ev.item,
-            ev.step,
-            ev.attempt,
-            text,
-            None,
-            ev.at,
-            None,
-        )
-    ref = content_id(data)
-    return (ev.root_run_id, ev.seq, ev.run_id, ev.kind, ev.item, ev.step, ev.attempt, None, ref, ev.at, text)
+    text, ref = journal_value(ev, dumps_record)
+    inline, blob = (text, None) if ref is None else (None, text)
+    return (
+        ev.root_run_id,
+        ev.seq,
+        ev.run_id,
+        ev.kind,
+        ev.item,
+        ev.step,
+        ev.attempt,
+        inline,
+        ref,
+        ev.at,
+        blob,
+    )
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -894,23 +767,5 @@ def _select_items(conn: sqlite3.Connection, run_ids: list[str]) -> dict[str, lis
             chunk,
         )
         for run_id, index, status, result, completed_at in rows:
-            out.setdefault(run_id, []).append(ItemRecord(index, status, _result(result), completed_at))
+            out.setdefault(run_id, []).append(ItemRecord(index, status, loads_result(result), completed_at))
     return out
-
-
-def _run_record(row: tuple[Any, ...], items: list[ItemRecord]) -> RunRecord:
-    return RunRecord(
-        run_id=row[0],
-        flow_id=row[1],
-        flow_name=row[2],
-        status=row[3],
-        created_at=row[4],
-        completed_at=row[5],
-        root_run_id=row[6],
-        parent_run_id=row[7],
-        inputs=json.loads(row[8]),
-        overrides=_loads(row[9]),
-        variables=_loads(row[10]),
-        items=items,
-        max_concurrency=row[11],
-    )

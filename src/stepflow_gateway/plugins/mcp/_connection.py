@@ -35,6 +35,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from .._process import on_asyncio
 from ._direct import DirectCalls
 from ._stderr import StderrPump
 from ._stdio import open_stdio
@@ -159,17 +160,6 @@ async def _says_session(response: httpx2.Response) -> bool:
     return b"session" in body.lower()
 
 
-def _on_asyncio() -> bool:
-    """Whether an asyncio loop runs this task (our stdio transport is asyncio only)."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def child_env(environ: Any, configured: dict[str, str]) -> dict[str, str]:
     """The stdio child's environment: the minimal base from ``environ``, then ``configured``."""
     env = {k: environ[k] for k in BASE_ENV_KEYS if k in environ and not str(environ[k]).startswith("()")}
@@ -237,7 +227,7 @@ async def open_connection(
             # Our copy of the pipe's write end is closed when the connection ends; the reader
             # thread then stops once the child (and anything it spawned) has exited too.
             stack.callback(pump.close)
-            if _on_asyncio():
+            if on_asyncio():  # our stdio transport is asyncio only
                 transport = open_stdio(params, pump.writer)
             else:
                 transport = stdio_client(params, errlog=pump.writer)
