@@ -313,14 +313,22 @@ class Gateway:
         )
         return self
 
+    @property
+    def resumable(self) -> bool:
+        """Runs stopped now resume at the next start: they are journaled in a durable store."""
+        return self.journaling and bool(getattr(self.store, "durable", False))
+
+    def stop_run(self, handle: RunHandle) -> None:
+        """Stop a run at shutdown: interrupted (to resume) when ``resumable``, else cancelled."""
+        if self.resumable:
+            handle.interrupt()
+        else:
+            handle.cancel()
+
     async def __aexit__(self, *exc: object) -> None:
-        durable = self.journaling and getattr(self.store, "durable", False)
         self.stopping = True
         for handle in list(self.live.values()):
-            if durable:
-                handle.interrupt()
-            else:
-                handle.cancel()
+            self.stop_run(handle)
         if self.plugin_set is not None:
             await self.plugin_set.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
@@ -600,7 +608,7 @@ class Gateway:
         """At shutdown, a journaled run in a durable store is left unfinished (it resumes at the
         next start); what it journaled so far is queued for the store's last batch."""
         journal = handle.execution.journal
-        if journal is None or not getattr(self.store, "durable", False):
+        if journal is None or not self.resumable:
             return False
         journal.publish()
         handle.execution.cancelled = False
@@ -655,7 +663,7 @@ class Gateway:
         plugin) end as ``recoveryFailed`` with an error that names what is missing. Without
         ``wait`` the runs continue in the server's task group; with it, this returns when they end.
         """
-        if not getattr(self.store, "durable", False) or not self.journaling:
+        if not self.resumable:
             return []
         handles: list[RunHandle] = []
         for rec in await self.store.unfinished_runs(limit):

@@ -241,17 +241,13 @@ class ServerRuntime:
         self._grace_scope = None
         remaining = [h for h in self.gw.live.values() if not h.done.is_set()]
         if remaining:
-            durable = getattr(self.gw.store, "durable", False) and self.gw.journaling
             self.gw.stopping = True
-            if durable:
+            if self.gw.resumable:
                 log.warning("runs still in flight at shutdown resume at the next start", count=len(remaining))
             else:
                 log.warning("cancelling runs still in flight at shutdown", count=len(remaining))
             for h in remaining:
-                if durable:
-                    h.interrupt()
-                else:
-                    h.cancel()
+                self.gw.stop_run(h)
             with anyio.move_on_after(5):
                 for h in remaining:
                     await h.done.wait()
